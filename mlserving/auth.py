@@ -1,0 +1,81 @@
+"""Optional API keys.
+
+With API_KEYS empty (the default, and the seed's behaviour) the API is open.
+With keys configured, every endpoint but /health and the docs needs
+`Authorization: Bearer <key>` or `X-API-Key: <key>`, or a staff session.
+"""
+
+import hmac
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import authentication, exceptions, permissions
+
+from mlserving.conf import app_settings
+
+
+class ApiClient:
+    """The principal of a request that presented a valid API key."""
+
+    is_authenticated = True
+    is_staff = False
+    is_active = True
+    pk = None
+
+    def __str__(self) -> str:
+        return "api-key"
+
+
+def _presented_key(request) -> str | None:
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if header.startswith("Bearer "):
+        return header[7:].strip()
+    return request.META.get("HTTP_X_API_KEY")
+
+
+def key_is_valid(key: str) -> bool:
+    return any(
+        hmac.compare_digest(key.encode(), known.encode())
+        for known in app_settings.API_KEYS
+    )
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    def authenticate(self, request):
+        key = _presented_key(request)
+        if key is None:
+            return None
+        if not key_is_valid(key):
+            raise exceptions.AuthenticationFailed("Invalid API key.")
+        return ApiClient(), key
+
+    def authenticate_header(self, request):
+        return 'Bearer realm="api"'
+
+
+class ApiKeyOrOpen(permissions.BasePermission):
+    """Open while no API key is configured; otherwise a key or staff."""
+
+    def has_permission(self, request, view) -> bool:
+        if not app_settings.API_KEYS:
+            return True
+        if request.auth is not None:
+            return True
+        user = request.user
+        return bool(user and getattr(user, "is_staff", False))
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    """Documents the API key in the OpenAPI schema."""
+
+    target_class = "mlserving.auth.ApiKeyAuthentication"
+    name = "ApiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": (
+                "Needed only when API_KEYS is set: `Authorization: Bearer "
+                "<key>` (or `X-API-Key: <key>`)."
+            ),
+        }

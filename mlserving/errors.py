@@ -1,0 +1,234 @@
+"""One error shape for every 4xx and 5xx response.
+
+    {"error": {"code": "model_version_not_found",
+               "message": "No version 'v9' of model 'default'.",
+               "details": {...}, "request_id": "..."}}
+
+Domain code raises `ApplicationError` subclasses (each with a stable code
+and an HTTP status); DRF's exceptions and Django's own 4xx/5xx are mapped
+to the same shape here, so a client never has to parse HTML.
+"""
+
+import logging
+import uuid
+
+import orjson
+from django.core.exceptions import (
+    PermissionDenied,
+    RequestDataTooBig,
+    SuspiciousOperation,
+)
+from django.http import Http404, HttpResponse
+from rest_framework import exceptions as drf_exceptions
+from rest_framework import status
+
+logger = logging.getLogger("mlserving")
+
+
+class ApplicationError(Exception):
+    """Base of every error a client may see on purpose."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    code = "bad_request"
+
+    def __init__(self, message: str, *, details: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+class BadRequest(ApplicationError):
+    status_code = 400
+    code = "bad_request"
+
+
+class MalformedJSON(ApplicationError):
+    status_code = 400
+    code = "malformed_json"
+
+
+class ValidationFailed(ApplicationError):
+    status_code = 422
+    code = "validation_error"
+
+
+class NotFound(ApplicationError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(ApplicationError):
+    status_code = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(ApplicationError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class Overloaded(ApplicationError):
+    status_code = 429
+    code = "overloaded"
+
+
+def error_body(
+    code: str,
+    message: str,
+    details: dict | None = None,
+    request_id: str | None = None,
+) -> dict:
+    error = {"code": code, "message": message, "details": details or {}}
+    if request_id:
+        error["request_id"] = request_id
+    return {"error": error}
+
+
+def error_response(
+    status_code: int,
+    code: str,
+    message: str,
+    details: dict | None = None,
+    request=None,
+) -> HttpResponse:
+    request_id = getattr(request, "request_id", None)
+    response = HttpResponse(
+        orjson.dumps(error_body(code, message, details, request_id)),
+        status=status_code,
+        content_type="application/json",
+    )
+    if request_id:
+        response["X-Request-ID"] = request_id
+    return response
+
+
+# DRF exception class -> our stable code.
+_DRF_CODES = {
+    drf_exceptions.ParseError: ("malformed_json", 400),
+    drf_exceptions.AuthenticationFailed: ("authentication_failed", 401),
+    drf_exceptions.NotAuthenticated: ("not_authenticated", 401),
+    drf_exceptions.PermissionDenied: ("permission_denied", 403),
+    drf_exceptions.NotFound: ("not_found", 404),
+    drf_exceptions.MethodNotAllowed: ("method_not_allowed", 405),
+    drf_exceptions.NotAcceptable: ("not_acceptable", 406),
+    drf_exceptions.UnsupportedMediaType: ("unsupported_media_type", 415),
+    drf_exceptions.Throttled: ("rate_limited", 429),
+    drf_exceptions.ValidationError: ("validation_error", 422),
+}
+
+
+def _drf_message(exc: drf_exceptions.APIException) -> tuple[str, dict]:
+    detail = exc.detail
+    if isinstance(detail, dict):
+        return "The request is not valid.", {"fields": detail}
+    if isinstance(detail, list):
+        return "The request is not valid.", {"errors": detail}
+    return str(detail), {}
+
+
+def exception_handler(exc, context):
+    """DRF's EXCEPTION_HANDLER: every error becomes the one JSON shape."""
+    request = context.get("request")
+    if isinstance(exc, ApplicationError):
+        return error_response(
+            exc.status_code, exc.code, exc.message, exc.details, request
+        )
+    if isinstance(exc, RequestDataTooBig):
+        return _too_big(request)
+    if isinstance(exc, (Http404, drf_exceptions.NotFound)):
+        return error_response(404, "not_found", "Not found.", None, request)
+    if isinstance(exc, (PermissionDenied,)):
+        return error_response(
+            403, "permission_denied", "Permission denied.", None, request
+        )
+    if isinstance(exc, drf_exceptions.APIException):
+        code, status_code = "error", exc.status_code
+        for cls, (mapped, mapped_status) in _DRF_CODES.items():
+            if isinstance(exc, cls):
+                code, status_code = mapped, mapped_status
+                break
+        message, details = _drf_message(exc)
+        response = error_response(status_code, code, message, details, request)
+        if getattr(exc, "wait", None):
+            response["Retry-After"] = str(int(exc.wait))
+        if isinstance(exc, drf_exceptions.MethodNotAllowed):
+            view = context.get("view")
+            if view is not None:
+                response["Allow"] = ", ".join(view.allowed_methods)
+        return response
+    if isinstance(exc, SuspiciousOperation):
+        return error_response(
+            400, "bad_request", str(exc) or "Bad request.", None, request
+        )
+    request_id = getattr(request, "request_id", None) or uuid.uuid4().hex
+    logger.exception("unhandled error, request_id=%s", request_id)
+    return error_response(
+        500,
+        "internal_error",
+        "Internal server error; the request id is in the server log.",
+        {"request_id": request_id},
+        request,
+    )
+
+
+def _too_big(request) -> HttpResponse:
+    from django.conf import settings
+
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return error_response(
+        413,
+        "payload_too_large",
+        f"The request body is larger than the limit of {limit} bytes.",
+        {"limit_bytes": limit},
+        request,
+    )
+
+
+# --- Django's handler400/403/404/500 (outside DRF views) ------------------
+
+
+def _wants_html(request) -> bool:
+    accept = request.META.get("HTTP_ACCEPT", "")
+    return "text/html" in accept
+
+
+def bad_request(request, exception=None):
+    if isinstance(exception, RequestDataTooBig):
+        return _too_big(request)
+    if _wants_html(request):
+        from django.views import defaults
+
+        return defaults.bad_request(request, exception)
+    return error_response(400, "bad_request", "Bad request.", None, request)
+
+
+def permission_denied(request, exception=None):
+    if _wants_html(request):
+        from django.views import defaults
+
+        return defaults.permission_denied(request, exception)
+    return error_response(403, "permission_denied", "Permission denied.", None, request)
+
+
+def page_not_found(request, exception=None):
+    if _wants_html(request):
+        from django.views import defaults
+
+        return defaults.page_not_found(request, exception)
+    return error_response(
+        404,
+        "not_found",
+        f"No endpoint at {request.path}.",
+        {"path": request.path},
+        request,
+    )
+
+
+def server_error(request):
+    if _wants_html(request):
+        from django.views import defaults
+
+        return defaults.server_error(request)
+    return error_response(
+        500, "internal_error", "Internal server error.", None, request
+    )

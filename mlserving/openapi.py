@@ -1,0 +1,62 @@
+"""OpenAPI helpers: the one error shape, documented on every endpoint."""
+
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse
+from rest_framework import serializers
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable machine-readable code.")
+    message = serializers.CharField(help_text="What went wrong, for people.")
+    details = serializers.DictField(help_text="Structured context.")
+    request_id = serializers.CharField(required=False)
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorDetailSerializer()
+
+
+_DESCRIPTIONS = {
+    400: "Malformed JSON (`malformed_json`), an empty body or a body that "
+    "is not an object (`bad_request`).",
+    401: "API keys are configured and none, or a wrong one, was given "
+    "(`not_authenticated`, `authentication_failed`).",
+    403: "Not allowed (`permission_denied`).",
+    404: "Unknown model or version (`model_not_found`, `model_version_not_found`).",
+    405: "Wrong HTTP method (`method_not_allowed`).",
+    409: "State conflict (`no_active_version`, `no_previous_version`, "
+    "`version_unavailable`).",
+    413: "Body larger than MAX_REQUEST_BYTES (`payload_too_large`) or more "
+    "rows than MAX_BATCH_ROWS (`too_many_rows`).",
+    422: "Invalid input (`validation_error`, `invalid_features`, "
+    "`feature_count_mismatch`) or an artifact that fails its integrity or "
+    "load check (`artifact_integrity_error`, `artifact_missing`, "
+    "`artifact_load_failed`).",
+    429: "MAX_CONCURRENT_REQUESTS reached in this process (`overloaded`).",
+    500: "Unexpected server error (`internal_error`); logged with the request id.",
+    503: "The database is unreachable (health check).",
+}
+
+_EXAMPLE = OpenApiExample(
+    "error",
+    value={
+        "error": {
+            "code": "feature_count_mismatch",
+            "message": "default:v1.0 expects 10 features per row; got 3.",
+            "details": {"expected": 10, "got": 3, "model_version": "v1.0"},
+            "request_id": "5f0c3d0e9b8a4c1f8e2d7a6b5c4d3e2f",
+        }
+    },
+    response_only=True,
+)
+
+
+def error_responses(*statuses: int) -> dict:
+    """{status: OpenApiResponse} for extend_schema(responses=...)."""
+    return {
+        status: OpenApiResponse(
+            response=ErrorSerializer,
+            description=_DESCRIPTIONS[status],
+            examples=[_EXAMPLE] if status == 422 else [],
+        )
+        for status in statuses
+    }

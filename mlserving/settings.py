@@ -1,0 +1,236 @@
+"""Django settings, driven by the environment (django-environ).
+
+Every key is listed with its default and meaning in `.env.example`. With
+nothing configured the project runs on embedded defaults: SQLite under
+`var/` and a Redis server the project starts itself (see
+`mlserving/redis_url.py`). With DEBUG off, values that production cannot
+guess (SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL, the Redis location) must be
+given, or start-up stops with ImproperlyConfigured.
+"""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from mlserving import redis_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# A .env file is optional; real environment variables win over it.
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=True)
+VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
+
+
+def _required_in_production(name: str, debug_default):
+    """Return the env value, or the debug default; missing with DEBUG off
+    is a start-up error."""
+    if name in env.ENVIRON:
+        return env.ENVIRON[name]
+    if DEBUG:
+        return debug_default
+    raise ImproperlyConfigured(
+        f"{name} must be set when DEBUG is off (see .env.example)."
+    )
+
+
+SECRET_KEY = _required_in_production(
+    "SECRET_KEY", "django-insecure-dev-key-do-not-use-in-production"
+)
+ALLOWED_HOSTS = env.list(
+    "ALLOWED_HOSTS",
+    default=(["localhost", "127.0.0.1", "[::1]", "testserver"] if DEBUG else []),
+)
+if not DEBUG and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured("ALLOWED_HOSTS must be set when DEBUG is off.")
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "channels",
+    "registry",
+    "experiments",
+    "monitoring",
+]
+
+# Kept short on purpose: every middleware runs on every /predict call.
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "mlserving.urls"
+WSGI_APPLICATION = "mlserving.wsgi.application"
+ASGI_APPLICATION = "mlserving.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------
+_sqlite_default = f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
+DATABASES = {
+    "default": env.db_url_config(
+        _required_in_production("DATABASE_URL", _sqlite_default)
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the web processes read while a worker writes; IMMEDIATE
+    # transactions and a busy timeout make writers queue instead of failing
+    # with "database is locked".
+    # https://docs.djangoproject.com/en/5.2/ref/databases/#sqlite-notes
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": ("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"),
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
+    # Tests that start real server processes need a file, not :memory:.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test_db.sqlite3")}
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", 60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis, Celery, Channels ----------------------------------------------
+REDIS_URL = redis_url.resolve(env.ENVIRON, var_dir=VAR_DIR, debug=DEBUG)
+CELERY_BROKER_URL = redis_url.for_kombu(REDIS_URL)
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+ARTIFACT_VERIFY_INTERVAL = env.float("ARTIFACT_VERIFY_INTERVAL", 300.0)
+CELERY_BEAT_SCHEDULE = {
+    "verify-artifacts": {
+        "task": "registry.tasks.artifacts_verify_task",
+        "schedule": ARTIFACT_VERIFY_INTERVAL,
+    },
+}
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL]},
+    }
+}
+
+# --- Static files ---------------------------------------------------------
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = DEBUG
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+# --- Request limits -------------------------------------------------------
+MAX_REQUEST_BYTES = env.int("MAX_REQUEST_BYTES", 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
+# Admin uploads of artifacts go to a temporary file past this size.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+
+# --- REST framework and OpenAPI -------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_RENDERER_CLASSES": ["mlserving.json.ORJSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "mlserving.json.ORJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "mlserving.auth.ApiKeyAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["mlserving.auth.ApiKeyOrOpen"],
+    "EXCEPTION_HANDLER": "mlserving.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "ML model serving API",
+    "DESCRIPTION": (
+        "Predictions from registered scikit-learn models, a versioned "
+        "registry with activation history, and monitoring. Every error "
+        'has the shape {"error": {"code", "message", "details"}}.'
+    ),
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Serving (the seed's keys keep their names) ---------------------------
+ARTIFACTS_ROOT = Path(env.str("ARTIFACTS_ROOT", default=str(BASE_DIR / "artifacts")))
+MLSERVING = {
+    # Registered model the seed's endpoints act on; blank means "the only
+    # registered model".
+    "DEFAULT_MODEL_NAME": env.str("DEFAULT_MODEL_NAME", default="default"),
+    # Version activated when the default model has no active version yet.
+    "DEFAULT_MODEL_VERSION": env.str("DEFAULT_MODEL_VERSION", default="v1.0"),
+    "MAX_MODELS_IN_MEMORY": env.int("MAX_MODELS_IN_MEMORY", 3),
+    "AB_TEST_ENABLED": env.bool("AB_TEST_ENABLED", False),
+    "AB_TEST_SPLIT_RATIO": env.float("AB_TEST_SPLIT_RATIO", 0.5),
+    "MAX_CONCURRENT_REQUESTS": env.int("MAX_CONCURRENT_REQUESTS", 100),
+    "REQUEST_TIMEOUT": env.float("REQUEST_TIMEOUT", 30.0),
+    "PREDICTION_CACHE_TTL": env.float("PREDICTION_CACHE_TTL", 300.0),
+    "PREDICTION_CACHE_SIZE": env.int("PREDICTION_CACHE_SIZE", 10000),
+    "MAX_BATCH_ROWS": env.int("MAX_BATCH_ROWS", 1000),
+    # How often a process checks whether the registry changed (seconds).
+    "REGISTRY_POLL_INTERVAL": env.float("REGISTRY_POLL_INTERVAL", 0.25),
+    "API_KEYS": env.list("API_KEYS", default=[]),
+    "ALIAS": "production",
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "registry": {"level": env.str("LOG_LEVEL", "INFO")},
+        "monitoring": {"level": env.str("LOG_LEVEL", "INFO")},
+        "mlserving": {"level": env.str("LOG_LEVEL", "INFO")},
+    },
+}
+
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)

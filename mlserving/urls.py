@@ -1,0 +1,44 @@
+"""URL map. The seed's paths have no trailing slash; one is tolerated."""
+
+from django.contrib import admin
+from django.urls import path, re_path
+from drf_spectacular.views import (
+    SpectacularAPIView,
+    SpectacularJSONAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerView,
+)
+
+from monitoring.views import DashboardView, HealthApi, MetricsApi
+from registry.views import (
+    ModelActivateApi,
+    ModelRollbackApi,
+    ModelsApi,
+    PredictApi,
+)
+
+handler400 = "mlserving.errors.bad_request"
+handler403 = "mlserving.errors.permission_denied"
+handler404 = "mlserving.errors.page_not_found"
+handler500 = "mlserving.errors.server_error"
+
+_VERSION = r"(?P<version>[A-Za-z0-9][A-Za-z0-9._-]{0,63})"
+
+urlpatterns = [
+    path("", DashboardView.as_view(), name="dashboard"),
+    re_path(r"^health/?$", HealthApi.as_view(), name="health"),
+    re_path(r"^predict/?$", PredictApi.as_view(), name="predict"),
+    re_path(r"^models/?$", ModelsApi.as_view(), name="models"),
+    re_path(r"^models/rollback/?$", ModelRollbackApi.as_view(), name="rollback"),
+    re_path(
+        rf"^models/{_VERSION}/activate/?$",
+        ModelActivateApi.as_view(),
+        name="activate",
+    ),
+    re_path(r"^metrics/?$", MetricsApi.as_view(), name="metrics"),
+    path("openapi.json", SpectacularJSONAPIView.as_view(), name="schema"),
+    path("openapi.yaml", SpectacularAPIView.as_view(), name="schema-yaml"),
+    path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("redoc", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,15 @@
+"""WSGI entry point: what serves HTTP, /predict included (see README,
+"Why gunicorn for HTTP")."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlserving.settings")
+
+application = get_wsgi_application()
+
+# Load the active versions now, so the first request is not the slow one.
+from registry.serving import warmup  # noqa: E402
+
+warmup()

@@ -1,0 +1,102 @@
+"""What GET /health reports. The database is required; Redis is only
+reported (predictions never need it)."""
+
+import os
+import time
+
+import redis
+from django.conf import settings
+from django.db import DatabaseError, connection
+
+from mlserving import redis_url
+from registry import serving
+
+STARTED_AT = time.time()
+
+
+def _database() -> dict:
+    started = time.perf_counter()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except DatabaseError as exc:
+        return {"ok": False, "vendor": connection.vendor, "error": str(exc)}
+    return {
+        "ok": True,
+        "vendor": connection.vendor,
+        "latency_ms": round((time.perf_counter() - started) * 1e3, 3),
+    }
+
+
+def _redis() -> dict:
+    url = settings.REDIS_URL
+    report = {
+        "url": redis_url.redacted(url),
+        "embedded": redis_url.is_embedded(url),
+        "required": False,
+    }
+    started = time.perf_counter()
+    client = redis.Redis.from_url(url, socket_timeout=0.25, socket_connect_timeout=0.25)
+    try:
+        client.ping()
+    except (redis.RedisError, OSError) as exc:
+        return {**report, "ok": False, "error": str(exc)}
+    finally:
+        client.close()
+    return {
+        **report,
+        "ok": True,
+        "latency_ms": round((time.perf_counter() - started) * 1e3, 3),
+    }
+
+
+def health_report() -> tuple[dict, int]:
+    """The report and its HTTP status: 200 when the database answers
+    (status "healthy", or "degraded" when a model cannot be served as
+    configured), 503 when it does not."""
+    database = _database()
+    models: dict = {}
+    default = None
+    problems = []
+    if database["ok"]:
+        try:
+            snapshot = serving.catalog.snapshot()
+        except DatabaseError as exc:
+            database = {**database, "ok": False, "error": str(exc)}
+        else:
+            default = snapshot.default_model
+            for name, model in snapshot.models.items():
+                active = model.active
+                models[name] = {
+                    "active_version": active.version if active else None,
+                    "active_status": active.status if active else None,
+                }
+                if active is None:
+                    problems.append(f"{name}: no active version")
+                elif not active.servable:
+                    problems.append(f"{name}:{active.version} is {active.status}")
+    failures = [
+        {"version_id": version_id, "code": error.code, "message": error.message}
+        for version_id, error in serving.failures().items()
+    ]
+    if failures:
+        problems.extend(f["message"] for f in failures)
+    loaded = [f"{e.model}:{e.version}" for e in serving.model_cache.loaded()]
+    status = "healthy" if not problems else "degraded"
+    if not database["ok"]:
+        status = "unhealthy"
+    report = {
+        "status": status,
+        "timestamp": time.time(),
+        "uptime_seconds": round(time.time() - STARTED_AT, 3),
+        "pid": os.getpid(),
+        "database": database,
+        "redis": _redis(),
+        "default_model": default,
+        "active_version": models.get(default, {}).get("active_version"),
+        "models": models,
+        "models_loaded": loaded,
+        "problems": problems,
+    }
+    return report, (200 if database["ok"] else 503)

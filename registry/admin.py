@@ -1,0 +1,429 @@
+"""Registry admin: models with their versions and alias history; versions
+with Activate / Roll back / Verify buttons (each behind a confirmation
+page) and an upload form for new versions. All changes go through
+registry.services."""
+
+import tempfile
+from pathlib import Path
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.text import get_valid_filename
+
+from mlserving.errors import ApplicationError
+from registry import artifacts, selectors, services
+from registry.models import AliasChange, ModelAlias, ModelVersion, RegisteredModel
+from registry.runtimes import runtime_class
+
+
+def _active_ids() -> set[int]:
+    return set(
+        ModelAlias.objects.filter(name=selectors.alias_name()).values_list(
+            "version_id", flat=True
+        )
+    )
+
+
+class ModelVersionInline(admin.TabularInline):
+    model = ModelVersion
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = ["version", "status", "accuracy", "model_type", "created_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="accuracy")
+    def accuracy(self, obj):
+        return obj.accuracy
+
+
+class AliasChangeInline(admin.TabularInline):
+    model = AliasChange
+    extra = 0
+    can_delete = False
+    verbose_name = "alias change"
+    verbose_name_plural = "alias history"
+    fields = [
+        "changed_at",
+        "alias",
+        "action",
+        "from_label",
+        "to_label",
+        "actor",
+        "note",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(RegisteredModel)
+class RegisteredModelAdmin(admin.ModelAdmin):
+    list_display = ["name", "active_version", "versions_count", "updated_at"]
+    search_fields = ["name", "description"]
+    inlines = [ModelVersionInline, AliasChangeInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["name"] if obj else []
+
+    @admin.display(description="active version")
+    def active_version(self, obj):
+        active = selectors.model_version_get_active(model=obj)
+        return active.version if active else "-"
+
+    @admin.display(description="versions")
+    def versions_count(self, obj):
+        return obj.versions.count()
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.aliases.exists():
+            return False  # it is serving; deactivate by deleting nothing
+        return super().has_delete_permission(request, obj)
+
+
+class ModelVersionAddForm(forms.ModelForm):
+    """Upload an artifact as a new version of a (new or existing) model."""
+
+    model_name = forms.SlugField(
+        label="Model",
+        help_text="An existing registered model's name, or a new one.",
+    )
+    artifact = forms.FileField(
+        help_text="A joblib (or pickle) file holding a fitted estimator."
+    )
+    metadata = forms.JSONField(
+        required=False,
+        initial=dict,
+        help_text='Optional, e.g. {"accuracy": 0.95, "name": "Model v2.0"}.',
+    )
+    activate = forms.BooleanField(
+        required=False, help_text="Make it the active version at once."
+    )
+
+    class Meta:
+        model = ModelVersion
+        fields = ["version", "display_name"]
+
+    def clean_version(self):
+        version = self.cleaned_data["version"]
+        if not artifacts.VERSION_PATTERN.match(version):
+            raise forms.ValidationError("Use 1-64 letters, digits, '.', '_' or '-'.")
+        return version
+
+    def clean(self):
+        cleaned = super().clean()
+        name, version = cleaned.get("model_name"), cleaned.get("version")
+        if (
+            name
+            and version
+            and ModelVersion.objects.filter(model__name=name, version=version).exists()
+        ):
+            raise forms.ValidationError(f"{name} already has {version}.")
+        upload = cleaned.get("artifact")
+        if upload is not None:
+            data = upload.read()
+            upload.seek(0)
+            try:
+                runtime_class("sklearn")(data).load()
+            except ApplicationError as exc:
+                self.add_error("artifact", exc.message)
+        return cleaned
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    change_form_template = "admin/registry/modelversion/change_form.html"
+    list_display = [
+        "version",
+        "model",
+        "is_active",
+        "status",
+        "accuracy",
+        "model_type",
+        "n_features",
+        "size_bytes",
+        "created_at",
+    ]
+    list_filter = ["model", "status", "model_type", "runtime", "format"]
+    search_fields = ["version", "display_name", "model__name", "sha256"]
+    date_hierarchy = "created_at"
+    readonly_fields = [
+        "model",
+        "version",
+        "is_active",
+        "status",
+        "status_detail",
+        "artifact_path",
+        "format",
+        "runtime",
+        "sha256",
+        "size_bytes",
+        "model_type",
+        "n_features",
+        "feature_names",
+        "classes",
+        "metrics",
+        "metadata",
+        "created_at",
+        "created_by",
+    ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("model")
+
+    def changelist_view(self, request, extra_context=None):
+        self._active = _active_ids()
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(boolean=True, description="active")
+    def is_active(self, obj):
+        active = getattr(self, "_active", None)
+        if active is None:
+            active = _active_ids()
+        return obj.pk in active
+
+    @admin.display(description="accuracy")
+    def accuracy(self, obj):
+        return obj.accuracy
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = ModelVersionAddForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return [
+                "model_name",
+                "version",
+                "display_name",
+                "artifact",
+                "metadata",
+                "activate",
+            ]
+        return ["display_name", *self.readonly_fields]
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields if obj else []
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        data = form.cleaned_data
+        upload = data["artifact"]
+        metadata = dict(data.get("metadata") or {})
+        if data.get("display_name"):
+            metadata.setdefault("name", data["display_name"])
+        filename = get_valid_filename(Path(upload.name).name) or "model.joblib"
+        with tempfile.TemporaryDirectory() as tmp:
+            source = Path(tmp) / filename
+            with open(source, "wb") as handle:
+                for chunk in upload.chunks():
+                    handle.write(chunk)
+            created = services.model_version_register(
+                model_name=data["model_name"],
+                version=data["version"],
+                source=source,
+                metadata=metadata,
+                user=request.user,
+            )
+        obj.pk = created.pk
+        obj.model = created.model
+        if data.get("activate"):
+            services.model_version_activate(
+                version=created, user=request.user, note="uploaded in admin"
+            )
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.pk in _active_ids():
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        active = _active_ids()
+        kept = [str(v) for v in queryset if v.pk in active]
+        if kept:
+            self.message_user(
+                request,
+                f"Not deleted (active): {', '.join(kept)}.",
+                messages.WARNING,
+            )
+        queryset.exclude(pk__in=active).delete()
+
+    # --- Activate / Roll back / Verify, each with a confirmation page ---
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path(
+                "<int:pk>/activate/",
+                wrap(self.activate_view),
+                name="registry_modelversion_activate",
+            ),
+            path(
+                "<int:pk>/rollback/",
+                wrap(self.rollback_view),
+                name="registry_modelversion_rollback",
+            ),
+            path(
+                "<int:pk>/verify/",
+                wrap(self.verify_view),
+                name="registry_modelversion_verify",
+            ),
+            *super().get_urls(),
+        ]
+
+    def render_change_form(self, request, context, *args, obj=None, **kwargs):
+        if obj is not None:
+            model = obj.model
+            active = selectors.model_version_get_active(model=model)
+            target = selectors.rollback_target(model=model)
+            context.update(
+                is_active=active is not None and active.pk == obj.pk,
+                active_version=active,
+                rollback_target=target,
+                history=selectors.alias_history_list(model=model, limit=20),
+            )
+        return super().render_change_form(request, context, *args, obj=obj, **kwargs)
+
+    def _confirm(self, request, version, *, action, title, text, perform):
+        if not self.has_change_permission(request, version):
+            raise PermissionDenied
+        back = reverse("admin:registry_modelversion_change", args=[version.pk])
+        if request.method == "POST":
+            try:
+                message = perform()
+            except ApplicationError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
+            else:
+                self.message_user(request, message, messages.SUCCESS)
+            return HttpResponseRedirect(back)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": title,
+            "object": version,
+            "action": action,
+            "text": text,
+            "back": back,
+        }
+        return TemplateResponse(
+            request, "admin/registry/modelversion/confirm.html", context
+        )
+
+    def activate_view(self, request, pk):
+        version = get_object_or_404(ModelVersion.objects.select_related("model"), pk=pk)
+        active = selectors.model_version_get_active(model=version.model)
+
+        def perform():
+            change = services.model_version_activate(
+                version=version, user=request.user, note="admin"
+            )
+            if change is None:
+                return f"{version} was already active."
+            return (
+                f"{version.model.name}: {change.from_label or '-'} -> "
+                f"{change.to_label} is now active."
+            )
+
+        return self._confirm(
+            request,
+            version,
+            action="Activate",
+            title=f"Activate {version}?",
+            text=format_html(
+                "All traffic of <b>{}</b> moves from <b>{}</b> to <b>{}</b> "
+                "within a second, in every server process.",
+                version.model.name,
+                active.version if active else "nothing",
+                version.version,
+            ),
+            perform=perform,
+        )
+
+    def rollback_view(self, request, pk):
+        version = get_object_or_404(ModelVersion.objects.select_related("model"), pk=pk)
+        model = version.model
+        target = selectors.rollback_target(model=model)
+        active = selectors.model_version_get_active(model=model)
+
+        def perform():
+            change = services.model_rollback(
+                model=model, user=request.user, note="admin"
+            )
+            return (
+                f"{model.name} rolled back: {change.from_label} -> {change.to_label}."
+            )
+
+        return self._confirm(
+            request,
+            version,
+            action="Roll back",
+            title=f"Roll back {model.name}?",
+            text=format_html(
+                "<b>{}</b> goes back from <b>{}</b> to <b>{}</b>.",
+                model.name,
+                active.version if active else "nothing",
+                target.version if target else "(no earlier version)",
+            ),
+            perform=perform,
+        )
+
+    def verify_view(self, request, pk):
+        version = get_object_or_404(ModelVersion.objects.select_related("model"), pk=pk)
+
+        def perform():
+            services.model_version_verify(version=version)
+            if version.status == ModelVersion.Status.READY:
+                return f"{version}: the artifact matches its sha256 and loads."
+            raise ApplicationError(f"{version}: {version.status_detail}")
+
+        return self._confirm(
+            request,
+            version,
+            action="Verify",
+            title=f"Verify {version}?",
+            text=format_html(
+                "Re-read <code>{}</code>, compare it with the recorded "
+                "sha256 and load it. The status is updated either way.",
+                version.artifact_path,
+            ),
+            perform=perform,
+        )
+
+
+@admin.register(AliasChange)
+class AliasChangeAdmin(admin.ModelAdmin):
+    list_display = [
+        "changed_at",
+        "model",
+        "alias",
+        "action",
+        "from_label",
+        "to_label",
+        "actor",
+        "note",
+    ]
+    list_filter = ["model", "action", "alias"]
+    search_fields = ["from_label", "to_label", "actor", "note"]
+    date_hierarchy = "changed_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

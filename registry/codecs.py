@@ -1,0 +1,220 @@
+"""Decoding /predict bodies and encoding their answers (orjson + numpy).
+
+The request shape is the seed's:
+    {"features": [0.1, ...], "model_version": "v1.0"?, "use_ab_testing": true?}
+`features` may also be a list of rows for a batch; `model` names a
+registered model other than the default.
+"""
+
+import re
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+import orjson
+
+from mlserving.errors import BadRequest, MalformedJSON, ValidationFailed
+from registry.errors import InvalidFeatures, TooManyRows
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_NUMBER_TYPES = (int, float)
+_JSON_TYPE_NAMES = {
+    str: "a string",
+    bool: "a boolean",
+    type(None): "null",
+    dict: "an object",
+    list: "a list",
+}
+
+
+@dataclass(slots=True)
+class PredictRequest:
+    rows: np.ndarray
+    single: bool
+    model: str | None
+    model_version: str | None
+    use_ab_testing: bool
+
+
+def request_id_from(header: str | None) -> str:
+    """The client's X-Request-ID when it is sane, else a new one."""
+    if header and _REQUEST_ID.match(header):
+        return header
+    return uuid.uuid4().hex
+
+
+def _kind(value) -> str:
+    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def _parse(body: bytes):
+    if not body:
+        raise BadRequest(
+            'The request body is empty; send a JSON object with "features".',
+        )
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        near = body[exc.pos : exc.pos + 9].lstrip(b"-")
+        if near.startswith((b"NaN", b"Infinity")) or "infinity" in exc.msg:
+            raise InvalidFeatures(
+                "Features must be finite numbers: NaN and Infinity are not "
+                "allowed (and are not valid JSON).",
+                details={"reason": "non_finite", "position": exc.pos},
+            ) from None
+        raise MalformedJSON(
+            f"The body is not valid JSON: {exc.msg} at position {exc.pos}.",
+            details={"position": exc.pos},
+        ) from None
+
+
+def _check_row(row: list, index: int | None) -> None:
+    for j, value in enumerate(row):
+        kind = type(value)
+        if kind is float or kind is int:
+            continue
+        where = f"features[{j}]" if index is None else f"features[{index}][{j}]"
+        raise InvalidFeatures(
+            f"{where} is {_kind(value)}; every feature must be a number.",
+            details={
+                "reason": "not_a_number",
+                "index": [j] if index is None else [index, j],
+                "type": _kind(value),
+            },
+        )
+
+
+def _rows(features, max_rows: int) -> tuple[np.ndarray, bool]:
+    if not isinstance(features, list):
+        raise InvalidFeatures(
+            f'"features" is {_kind(features)}; it must be a list of numbers '
+            "(one row) or a list of such lists (a batch).",
+            details={"reason": "not_a_list", "type": _kind(features)},
+        )
+    if not features:
+        raise InvalidFeatures('"features" is empty.', details={"reason": "empty"})
+    if isinstance(features[0], list):
+        if len(features) > max_rows:
+            raise TooManyRows(
+                f"A batch may have at most {max_rows} rows; this one has "
+                f"{len(features)}.",
+                details={"limit": max_rows, "rows": len(features)},
+            )
+        width = len(features[0])
+        for i, row in enumerate(features):
+            if not isinstance(row, list):
+                raise InvalidFeatures(
+                    f"features[{i}] is {_kind(row)}; in a batch every row "
+                    "must be a list of numbers.",
+                    details={"reason": "not_a_list", "index": [i]},
+                )
+            if not row:
+                raise InvalidFeatures(
+                    f"features[{i}] is empty.",
+                    details={"reason": "empty", "index": [i]},
+                )
+            if len(row) != width:
+                raise InvalidFeatures(
+                    f"features[{i}] has {len(row)} values but features[0] "
+                    f"has {width}; rows must have equal length.",
+                    details={"reason": "ragged", "index": [i]},
+                )
+            _check_row(row, i)
+        single = False
+    else:
+        _check_row(features, None)
+        features = [features]
+        single = True
+    try:
+        rows = np.array(features, dtype=np.float64)
+    except OverflowError:
+        rows = None
+    if rows is None or not np.isfinite(rows).all():
+        raise InvalidFeatures(
+            "Features must be finite numbers within the float64 range.",
+            details={"reason": "non_finite"},
+        )
+    return rows, single
+
+
+def _optional_str(data: dict, key: str) -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= 100:
+        raise ValidationFailed(
+            f'"{key}" must be a non-empty string of at most 100 characters.',
+            details={"field": key, "type": _kind(value)},
+        )
+    return value
+
+
+def decode_predict(body: bytes, *, max_rows: int) -> PredictRequest:
+    """Parse and validate a /predict body. Raises BadRequest (400),
+    MalformedJSON (400), InvalidFeatures / ValidationFailed (422) or
+    TooManyRows (413)."""
+    data = _parse(body)
+    if not isinstance(data, dict):
+        raise BadRequest(
+            f'The body is {_kind(data)}; it must be a JSON object with "features".',
+            details={"type": _kind(data)},
+        )
+    if "features" not in data:
+        raise ValidationFailed(
+            'The field "features" is required.',
+            details={"field": "features", "reason": "missing"},
+        )
+    rows, single = _rows(data["features"], max_rows)
+    use_ab = data.get("use_ab_testing", True)
+    if use_ab is None:
+        use_ab = True
+    if not isinstance(use_ab, bool):
+        raise ValidationFailed(
+            '"use_ab_testing" must be true or false.',
+            details={"field": "use_ab_testing", "type": _kind(use_ab)},
+        )
+    return PredictRequest(
+        rows=rows,
+        single=single,
+        model=_optional_str(data, "model"),
+        model_version=_optional_str(data, "model_version"),
+        use_ab_testing=use_ab,
+    )
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _row_result(label, proba_row, class_keys) -> dict:
+    result = {"prediction": _plain(label)}
+    if proba_row is not None:
+        values = proba_row.tolist()
+        result["probabilities"] = dict(zip(class_keys, values, strict=True))
+        result["confidence"] = max(values)
+    else:
+        result["probabilities"] = None
+        result["confidence"] = None
+    return result
+
+
+def encode_predict(
+    *,
+    labels: np.ndarray,
+    proba: np.ndarray | None,
+    classes: tuple,
+    single: bool,
+    meta: dict,
+) -> bytes:
+    """The /predict response: the row result (flat for one row, a list
+    under "predictions" for a batch) followed by the `meta` fields."""
+    class_keys = [str(c) for c in classes]
+    if proba is not None and len(class_keys) != proba.shape[1]:
+        class_keys = [str(i) for i in range(proba.shape[1])]
+    rows = [
+        _row_result(labels[i], None if proba is None else proba[i], class_keys)
+        for i in range(len(labels))
+    ]
+    body = rows[0] if single else {"predictions": rows}
+    body.update(meta)
+    return orjson.dumps(body)

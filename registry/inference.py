@@ -1,0 +1,143 @@
+"""The prediction path, top to bottom:
+
+    decode body -> choose the target version -> get its loaded runtime
+    -> infer (one call per row batch) -> encode -> count
+
+Nothing here queries the database or Redis in steady state: the target
+comes from the in-process catalog, the runtime from the in-process LRU.
+"""
+
+import threading
+import time
+from contextlib import contextmanager
+
+from mlserving.conf import app_settings
+from mlserving.errors import ApplicationError, Overloaded
+from monitoring.counters import counters
+from registry import codecs, serving
+from registry.catalog import ModelEntry, Snapshot
+from registry.errors import (
+    FeatureCountMismatch,
+    ModelNotFound,
+    ModelVersionNotFound,
+)
+
+_inflight = 0
+_inflight_lock = threading.Lock()
+
+
+@contextmanager
+def _admission():
+    """At most MAX_CONCURRENT_REQUESTS predictions at once per process;
+    past that, 429 at once rather than a queue that times out."""
+    global _inflight
+    limit = app_settings.MAX_CONCURRENT_REQUESTS
+    with _inflight_lock:
+        if _inflight >= limit:
+            raise Overloaded(
+                f"This server process is already running {limit} "
+                "predictions (MAX_CONCURRENT_REQUESTS); retry shortly.",
+                details={"limit": limit, "retry_after_seconds": 1},
+            )
+        _inflight += 1
+    try:
+        yield
+    finally:
+        with _inflight_lock:
+            _inflight -= 1
+
+
+def _model_entry(snapshot: Snapshot, name: str | None) -> ModelEntry:
+    key = name or snapshot.default_model
+    model = snapshot.models.get(key) if key else None
+    if model is None:
+        if name:
+            raise ModelNotFound(
+                f"No registered model named {name!r}.",
+                details={"model": name},
+            )
+        raise ModelNotFound(
+            "No default model: register one (manage.py bootstrap_demo) or "
+            'name one with "model" or DEFAULT_MODEL_NAME.',
+            details={"registered": sorted(snapshot.models)},
+        )
+    return model
+
+
+def _choose(snapshot: Snapshot, request: codecs.PredictRequest):
+    model = _model_entry(snapshot, request.model)
+    if request.model_version is not None:
+        entry = model.versions.get(request.model_version)
+        if entry is None:
+            raise ModelVersionNotFound(
+                f"No version {request.model_version!r} of model {model.name!r}.",
+                details={
+                    "model": model.name,
+                    "version": request.model_version,
+                    "available": sorted(model.versions),
+                },
+            )
+        return entry, serving.runtime_get(entry), {"reason": "explicit"}
+    # use_ab_testing: experiments choose here once they exist; until then
+    # the alias decides.
+    return serving.active_runtime(model)
+
+
+def prediction_serve(*, body: bytes, request_id: str, started: float) -> bytes:
+    """Answer one /predict body; the encoded JSON response.
+
+    Raises ApplicationError subclasses for every client-visible failure
+    (bad input, unknown or unservable version, overload); each outcome is
+    counted before it leaves.
+    """
+    try:
+        with _admission():
+            request = codecs.decode_predict(body, max_rows=app_settings.MAX_BATCH_ROWS)
+            entry, runtime, routing = _choose(serving.catalog.snapshot(), request)
+            rows = request.rows
+            if entry.n_features is not None and rows.shape[1] != entry.n_features:
+                raise FeatureCountMismatch(
+                    f"{entry.model}:{entry.version} expects {entry.n_features} "
+                    f"features per row; got {rows.shape[1]}.",
+                    details={
+                        "expected": entry.n_features,
+                        "got": rows.shape[1],
+                        "model_version": entry.version,
+                    },
+                )
+            cache_key = serving.prediction_cache.key(entry.id, entry.sha256, rows)
+            hit = serving.prediction_cache.get(cache_key)
+            if hit is None:
+                labels, proba = runtime.infer(rows)
+                serving.prediction_cache.put(cache_key, (labels, proba))
+            else:
+                labels, proba = hit
+    except ApplicationError as error:
+        counters.record_error(
+            code=error.code, latency_ms=(time.perf_counter() - started) * 1e3
+        )
+        raise
+    latency_ms = (time.perf_counter() - started) * 1e3
+    payload = codecs.encode_predict(
+        labels=labels,
+        proba=proba,
+        classes=entry.classes,
+        single=request.single,
+        meta={
+            "model": entry.model,
+            "model_version": entry.version,
+            "request_id": request_id,
+            "processing_time_ms": round(latency_ms, 3),
+            "routing": routing,
+            "cached": hit is not None,
+        },
+    )
+    counters.record_success(
+        model=entry.model,
+        version=entry.version,
+        latency_ms=latency_ms,
+        rows=len(labels),
+        confidence_sum=(float(proba.max(axis=1).sum()) if proba is not None else None),
+        cached=hit is not None,
+    )
+    return payload

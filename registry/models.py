@@ -1,0 +1,171 @@
+"""The model registry: models, their versions, aliases and alias history.
+
+The database decides which version is active; each process keeps only a
+cache of it (registry/catalog.py) that it refreshes when the registry's
+generation number moves.
+"""
+
+from django.conf import settings
+from django.db import models
+
+
+class RegisteredModel(models.Model):
+    name = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ModelVersion(models.Model):
+    class Status(models.TextChoices):
+        READY = "ready", "Ready"
+        INTEGRITY_FAILED = "integrity_failed", "Integrity check failed"
+        LOAD_FAILED = "load_failed", "Load failed"
+        ARCHIVED = "archived", "Archived"
+
+    class Format(models.TextChoices):
+        JOBLIB = "joblib", "joblib"
+        PICKLE = "pickle", "pickle"
+
+    model = models.ForeignKey(
+        RegisteredModel, on_delete=models.CASCADE, related_name="versions"
+    )
+    version = models.CharField(max_length=64)
+    # Relative to ARTIFACTS_ROOT; registry.artifacts refuses anything that
+    # resolves outside it.
+    artifact_path = models.CharField(max_length=500)
+    format = models.CharField(
+        max_length=16, choices=Format.choices, default=Format.JOBLIB
+    )
+    runtime = models.CharField(max_length=32, default="sklearn")
+    sha256 = models.CharField(max_length=64)
+    size_bytes = models.BigIntegerField()
+    model_type = models.CharField(max_length=200, blank=True)
+    n_features = models.PositiveIntegerField(null=True, blank=True)
+    feature_names = models.JSONField(default=list, blank=True)
+    classes = models.JSONField(default=list, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    display_name = models.CharField(max_length=200, blank=True)
+    status = models.CharField(
+        max_length=32, choices=Status.choices, default=Status.READY
+    )
+    status_detail = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ["model__name", "-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model", "version"], name="unique_version_per_model"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model.name}:{self.version}"
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.metrics.get("accuracy")
+
+
+class ModelAlias(models.Model):
+    """A named pointer (e.g. `production`) to one version of a model."""
+
+    model = models.ForeignKey(
+        RegisteredModel, on_delete=models.CASCADE, related_name="aliases"
+    )
+    name = models.SlugField(max_length=50)
+    # PROTECT: the version an alias points at cannot be deleted.
+    version = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, related_name="aliases"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model", "name"], name="unique_alias_per_model"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model.name}@{self.name} -> {self.version.version}"
+
+
+class AliasChange(models.Model):
+    """One move of an alias: the history that rollback walks back."""
+
+    class Action(models.TextChoices):
+        ACTIVATE = "activate", "Activate"
+        ROLLBACK = "rollback", "Roll back"
+
+    model = models.ForeignKey(
+        RegisteredModel, on_delete=models.CASCADE, related_name="alias_changes"
+    )
+    alias = models.SlugField(max_length=50)
+    from_version = models.ForeignKey(
+        ModelVersion,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    to_version = models.ForeignKey(
+        ModelVersion,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    # Kept as text too, so history survives deleting an old version.
+    from_label = models.CharField(max_length=64, blank=True)
+    to_label = models.CharField(max_length=64)
+    action = models.CharField(max_length=16, choices=Action.choices)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    actor = models.CharField(max_length=150, blank=True)
+    changed_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    note = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.model.name}@{self.alias}: {self.from_label or '-'} -> "
+            f"{self.to_label}"
+        )
+
+
+class RegistryState(models.Model):
+    """A single row whose generation moves on every registry write.
+
+    Serving processes compare it, at most every REGISTRY_POLL_INTERVAL, with
+    the generation of their in-memory catalog; that is how an activation in
+    one process reaches all of them without a query per request.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    generation = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"registry generation {self.generation}"

@@ -1,0 +1,194 @@
+"""Reads from the registry. None of these run on the prediction hot path
+except `registry_generation`, which the catalog calls at most every
+REGISTRY_POLL_INTERVAL."""
+
+from django.db.models import QuerySet
+
+from mlserving.conf import app_settings
+from registry.catalog import ModelEntry, Snapshot, VersionEntry
+from registry.errors import ModelNotFound, ModelVersionNotFound
+from registry.models import (
+    AliasChange,
+    ModelAlias,
+    ModelVersion,
+    RegisteredModel,
+    RegistryState,
+)
+
+
+def registry_generation() -> int:
+    value = (
+        RegistryState.objects.filter(pk=1).values_list("generation", flat=True).first()
+    )
+    return value or 0
+
+
+def default_model_name(names: list[str], configured: str) -> str | None:
+    """The model the seed's endpoints act on: the configured name if it is
+    registered, else the only registered model, else none."""
+    if configured and configured in names:
+        return configured
+    if len(names) == 1:
+        return names[0]
+    return None
+
+
+def model_get(*, name: str | None = None) -> RegisteredModel:
+    """A registered model by name, or the default model. ModelNotFound."""
+    if name:
+        try:
+            return RegisteredModel.objects.get(name=name)
+        except RegisteredModel.DoesNotExist:
+            raise ModelNotFound(
+                f"No registered model named {name!r}.",
+                details={"model": name},
+            ) from None
+    names = list(RegisteredModel.objects.values_list("name", flat=True))
+    default = default_model_name(names, app_settings.DEFAULT_MODEL_NAME)
+    if default is None:
+        raise ModelNotFound(
+            "No default model: register one (manage.py bootstrap_demo), or "
+            "name one with ?model= or DEFAULT_MODEL_NAME.",
+            details={"registered": names},
+        )
+    return RegisteredModel.objects.get(name=default)
+
+
+def model_version_get(*, model: RegisteredModel, version: str) -> ModelVersion:
+    try:
+        return model.versions.get(version=version)
+    except ModelVersion.DoesNotExist:
+        raise ModelVersionNotFound(
+            f"No version {version!r} of model {model.name!r}.",
+            details={"model": model.name, "version": version},
+        ) from None
+
+
+def model_version_get_active(*, model: RegisteredModel) -> ModelVersion | None:
+    alias = (
+        ModelAlias.objects.filter(model=model, name=app_settings.ALIAS)
+        .select_related("version")
+        .first()
+    )
+    return alias.version if alias else None
+
+
+def model_version_list(*, model: RegisteredModel) -> QuerySet[ModelVersion]:
+    return model.versions.order_by("created_at", "id")
+
+
+def alias_history_list(
+    *, model: RegisteredModel, limit: int = 50
+) -> QuerySet[AliasChange]:
+    return AliasChange.objects.filter(
+        model=model, alias=app_settings.ALIAS
+    ).select_related("changed_by")[:limit]
+
+
+def activation_stack(*, model: RegisteredModel) -> list[int]:
+    """Version ids the alias has held, oldest first, with rolled-back
+    entries popped: rollback returns to the element before the last."""
+    stack: list[int] = []
+    changes = AliasChange.objects.filter(
+        model=model, alias=app_settings.ALIAS
+    ).order_by("changed_at", "id")
+    for action, to_id in changes.values_list("action", "to_version_id"):
+        if action == AliasChange.Action.ROLLBACK:
+            # Pop down to the version the rollback landed on (it may have
+            # skipped versions that could no longer be served).
+            while stack and stack[-1] != to_id:
+                stack.pop()
+            if not stack and to_id is not None:
+                stack.append(to_id)
+        elif to_id is not None:
+            stack.append(to_id)
+    return stack
+
+
+def rollback_target(*, model: RegisteredModel) -> ModelVersion | None:
+    """The version a rollback moves the alias to, or None."""
+    stack = activation_stack(model=model)
+    ready = set(
+        model.versions.filter(
+            id__in=stack, status=ModelVersion.Status.READY
+        ).values_list("id", flat=True)
+    )
+    current = stack[-1] if stack else None
+    for version_id in reversed(stack[:-1]):
+        if version_id != current and version_id in ready:
+            return ModelVersion.objects.get(pk=version_id)
+    return None
+
+
+def catalog_snapshot(*, generation: int, alias: str, default_name: str) -> Snapshot:
+    """Everything the prediction path needs, in three queries."""
+    entries: dict[int, VersionEntry] = {}
+    by_model: dict[str, dict[str, VersionEntry]] = {}
+    names = list(RegisteredModel.objects.values_list("name", flat=True))
+    for name in names:
+        by_model[name] = {}
+    for row in ModelVersion.objects.values(
+        "id",
+        "model__name",
+        "version",
+        "artifact_path",
+        "sha256",
+        "runtime",
+        "status",
+        "status_detail",
+        "n_features",
+        "classes",
+    ):
+        entry = VersionEntry(
+            id=row["id"],
+            model=row["model__name"],
+            version=row["version"],
+            artifact_path=row["artifact_path"],
+            sha256=row["sha256"],
+            runtime=row["runtime"],
+            status=row["status"],
+            status_detail=row["status_detail"],
+            n_features=row["n_features"],
+            classes=tuple(row["classes"] or ()),
+        )
+        entries[entry.id] = entry
+        by_model[entry.model][entry.version] = entry
+    active = dict(
+        ModelAlias.objects.filter(name=alias).values_list("model__name", "version_id")
+    )
+    previous: dict[str, list[VersionEntry]] = {name: [] for name in names}
+    recent = AliasChange.objects.filter(alias=alias).order_by("-changed_at", "-id")[
+        :500
+    ]
+    for model_name, from_id in recent.values_list("model__name", "from_version_id"):
+        entry = entries.get(from_id)
+        seen = previous[model_name]
+        if (
+            entry is not None
+            and entry.id != active.get(model_name)
+            and entry not in seen
+        ):
+            seen.append(entry)
+    models = {
+        name: ModelEntry(
+            name=name,
+            alias=alias,
+            active=entries.get(active.get(name)),
+            previous=tuple(previous[name]),
+            versions=by_model[name],
+        )
+        for name in names
+    }
+    return Snapshot(
+        generation=generation,
+        models=models,
+        default_model=default_model_name(names, default_name),
+    )
+
+
+def model_names() -> list[str]:
+    return list(RegisteredModel.objects.values_list("name", flat=True))
+
+
+def alias_name() -> str:
+    return app_settings.ALIAS

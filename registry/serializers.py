@@ -1,0 +1,157 @@
+"""Serializers for the registry endpoints' documentation and for the
+non-hot responses. /predict encodes with registry.codecs instead."""
+
+from rest_framework import serializers
+
+from registry.models import AliasChange, ModelVersion
+
+
+class PredictRequestSerializer(serializers.Serializer):
+    features = serializers.JSONField(
+        help_text=(
+            "One row as a list of numbers, e.g. [0.1, 0.2, ...], or a batch "
+            "as a list of rows (at most MAX_BATCH_ROWS)."
+        )
+    )
+    model_version = serializers.CharField(
+        required=False,
+        allow_null=True,
+        help_text="Serve with this version instead of the active one.",
+    )
+    use_ab_testing = serializers.BooleanField(
+        required=False,
+        default=True,
+        help_text="Let a running experiment choose the version (default).",
+    )
+    model = serializers.CharField(
+        required=False,
+        help_text="Registered model name; defaults to DEFAULT_MODEL_NAME.",
+    )
+
+
+class RoutingSerializer(serializers.Serializer):
+    reason = serializers.ChoiceField(
+        choices=["alias", "explicit", "fallback"],
+        help_text=(
+            "alias: the active version; explicit: model_version was given; "
+            "fallback: the active version's artifact failed to load and an "
+            "earlier version served."
+        ),
+    )
+    alias = serializers.CharField(required=False)
+    wanted = serializers.CharField(required=False)
+    error = serializers.CharField(required=False)
+
+
+class RowPredictionSerializer(serializers.Serializer):
+    prediction = serializers.JSONField(help_text="The predicted label.")
+    probabilities = serializers.DictField(
+        child=serializers.FloatField(),
+        allow_null=True,
+        help_text="Probability per class label.",
+    )
+    confidence = serializers.FloatField(
+        allow_null=True, help_text="The highest class probability."
+    )
+
+
+class PredictResponseSerializer(RowPredictionSerializer):
+    predictions = RowPredictionSerializer(
+        many=True,
+        required=False,
+        help_text=(
+            "Only for a batch request: one result per row (the row fields "
+            "above are then absent)."
+        ),
+    )
+    model = serializers.CharField()
+    model_version = serializers.CharField()
+    request_id = serializers.CharField()
+    processing_time_ms = serializers.FloatField()
+    routing = RoutingSerializer()
+    cached = serializers.BooleanField()
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    name = serializers.CharField(source="display_name")
+    accuracy = serializers.FloatField(allow_null=True)
+    is_active = serializers.SerializerMethodField()
+    loaded = serializers.SerializerMethodField()
+    created_by = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "version",
+            "name",
+            "is_active",
+            "loaded",
+            "status",
+            "status_detail",
+            "accuracy",
+            "metrics",
+            "model_type",
+            "runtime",
+            "format",
+            "n_features",
+            "feature_names",
+            "classes",
+            "artifact_path",
+            "sha256",
+            "size_bytes",
+            "created_at",
+            "created_by",
+            "metadata",
+        ]
+
+    def get_is_active(self, obj) -> bool:
+        return obj.pk == self.context.get("active_id")
+
+    def get_loaded(self, obj) -> bool:
+        return obj.pk in self.context.get("loaded_ids", set())
+
+    def get_created_by(self, obj) -> str | None:
+        return obj.created_by.get_username() if obj.created_by else None
+
+
+class AliasChangeSerializer(serializers.ModelSerializer):
+    from_version = serializers.CharField(source="from_label")
+    to_version = serializers.CharField(source="to_label")
+
+    class Meta:
+        model = AliasChange
+        fields = [
+            "alias",
+            "action",
+            "from_version",
+            "to_version",
+            "actor",
+            "changed_at",
+            "note",
+        ]
+
+
+class ModelsResponseSerializer(serializers.Serializer):
+    model = serializers.CharField()
+    registered_models = serializers.ListField(child=serializers.CharField())
+    alias = serializers.CharField()
+    active_version = serializers.CharField(allow_null=True)
+    loaded_versions = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Versions loaded in the memory of the process that answered.",
+    )
+    pid = serializers.IntegerField()
+    models = ModelVersionSerializer(many=True)
+    history = AliasChangeSerializer(many=True)
+
+
+class ActivationRequestSerializer(serializers.Serializer):
+    note = serializers.CharField(required=False, max_length=300)
+
+
+class ActivationResponseSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["activated", "rolled_back", "unchanged"])
+    model = serializers.CharField()
+    active_version = serializers.CharField()
+    previous_version = serializers.CharField(allow_null=True)
+    change = AliasChangeSerializer(allow_null=True)

@@ -1,0 +1,161 @@
+"""Process-wide serving state: the catalog, the runtime LRU and the
+prediction cache, and the rule for which loaded runtime answers.
+
+If the active version's artifact cannot be loaded (changed on disk,
+missing, broken), the version is marked in the database and the versions
+the alias held before, newest first, serve instead; the response says so.
+"""
+
+import logging
+import threading
+
+from django.db import DatabaseError
+
+from mlserving.errors import ApplicationError
+from registry.cache import ModelCache
+from registry.catalog import Catalog, ModelEntry, Snapshot, VersionEntry
+from registry.errors import (
+    ArtifactError,
+    ArtifactIntegrityError,
+    ArtifactLoadError,
+    NoActiveVersion,
+)
+from registry.prediction_cache import PredictionCache
+from registry.runtimes import ModelRuntime
+
+logger = logging.getLogger("registry")
+
+catalog = Catalog()
+model_cache = ModelCache()
+prediction_cache = PredictionCache()
+
+# Versions this process failed to load, by id -> (sha256, error): not
+# retried on every request while the database still says "ready".
+_failures: dict[int, tuple[str, ArtifactError]] = {}
+_failures_lock = threading.Lock()
+
+
+def _on_catalog_change(old: Snapshot, new: Snapshot) -> None:
+    model_cache.pin(new.active_ids())
+    servable = {
+        entry.id
+        for model in new.models.values()
+        for entry in model.versions.values()
+        if entry.servable
+    }
+    model_cache.retain(servable)
+    with _failures_lock:
+        for version_id in list(_failures):
+            if version_id not in servable:
+                _failures.pop(version_id)
+
+
+catalog.on_change(_on_catalog_change)
+
+
+def _unservable_error(entry: VersionEntry) -> ArtifactError:
+    cls = ArtifactLoadError if entry.status == "load_failed" else ArtifactIntegrityError
+    return cls(
+        f"{entry.model}:{entry.version} cannot be served "
+        f"({entry.status}): {entry.status_detail}",
+        details={
+            "version": entry.version,
+            "status": entry.status,
+            "path": entry.artifact_path,
+        },
+    )
+
+
+def _report_failure(entry: VersionEntry, error: ArtifactError) -> None:
+    with _failures_lock:
+        _failures[entry.id] = (entry.sha256, error)
+    logger.error("cannot load %s:%s: %s", entry.model, entry.version, error)
+    from registry import services
+
+    try:
+        services.model_version_mark_failed_by_id(version_id=entry.id, error=error)
+    except DatabaseError:
+        logger.exception("could not record the failure of %s", entry.version)
+
+
+def runtime_get(entry: VersionEntry) -> ModelRuntime:
+    """The loaded runtime for one version. ArtifactError if it cannot be
+    served; the failure is recorded on the version."""
+    if not entry.servable:
+        raise _unservable_error(entry)
+    failed = _failures.get(entry.id)
+    if failed is not None and failed[0] == entry.sha256:
+        raise failed[1]
+    try:
+        return model_cache.get(entry)
+    except ArtifactError as error:
+        _report_failure(entry, error)
+        raise
+
+
+def active_runtime(
+    model: ModelEntry,
+) -> tuple[VersionEntry, ModelRuntime, dict]:
+    """The version serving `model`'s alias, its runtime and the routing
+    note for the response. NoActiveVersion, or the last ArtifactError when
+    neither the active nor any earlier version can be loaded."""
+    if model.active is None:
+        raise NoActiveVersion(
+            f"Model {model.name!r} has no active version; activate one with "
+            "POST /models/{version}/activate.",
+            details={"model": model.name},
+        )
+    last_error: ArtifactError | None = None
+    for entry in (model.active, *model.previous):
+        try:
+            runtime = runtime_get(entry)
+        except ArtifactError as error:
+            last_error = error
+            continue
+        if entry is model.active:
+            return entry, runtime, {"reason": "alias", "alias": model.alias}
+        return (
+            entry,
+            runtime,
+            {
+                "reason": "fallback",
+                "alias": model.alias,
+                "wanted": model.active.version,
+                "error": (last_error.code if last_error else None),
+            },
+        )
+    assert last_error is not None
+    raise last_error
+
+
+def failures() -> dict[int, ArtifactError]:
+    return {k: v[1] for k, v in _failures.items()}
+
+
+def warmup() -> list[str]:
+    """Load every model's active version now, so the first request is not
+    slow. Returns what was loaded; failures are logged, not raised."""
+    loaded = []
+    try:
+        snapshot = catalog.snapshot()
+    except DatabaseError:
+        logger.exception("warm-up skipped: the registry is unreachable")
+        return loaded
+    for model in snapshot.models.values():
+        try:
+            entry, runtime, _ = active_runtime(model)
+        except ApplicationError as exc:
+            logger.warning("warm-up of %s: %s", model.name, exc.message)
+            continue
+        loaded.append(f"{entry.model}:{entry.version}")
+    return loaded
+
+
+def reset() -> None:
+    """Forget all per-process state (tests)."""
+    catalog.reset()
+    model_cache.clear()
+    model_cache.pin(())
+    prediction_cache.clear()
+    with _failures_lock:
+        _failures.clear()

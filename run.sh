@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Sets up and runs the whole system: HTTP (granian, port 8000), websockets
+# (uvicorn, port 8001), a Celery worker and beat, and - when REDIS_URL is
+# not set - the project's own Redis on a unix socket under var/.
+# Needs only python3.11. Configure with environment variables or .env.
+set -euo pipefail
+cd "$(dirname "$0")"
+source scripts/venv.sh requirements.txt
+
+python manage.py migrate --noinput -v0
+python manage.py sync_artifacts
+python manage.py bootstrap_demo
+python manage.py collectstatic --noinput -v0
+
+procs="web ws worker beat"
+if python -m mlserving.embedded_redis --needed; then
+  procs="redis $procs"
+fi
+echo "run.sh: starting $procs" >&2
+echo "run.sh: http://${HOST:-127.0.0.1}:${WEB_PORT:-8000}/  (API docs at /docs, admin at /admin/)" >&2
+exec honcho --no-prefix -f Procfile start $procs

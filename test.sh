@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Sets up and runs the tests (and ruff). Needs only python3.11.
+# Uses the embedded defaults (SQLite, the project's own Redis) unless
+# DATABASE_URL / REDIS_URL point elsewhere. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")"
+source scripts/venv.sh requirements-dev.txt
+
+ruff check .
+ruff format --check .
+exec python -m pytest "$@"

@@ -1,0 +1,249 @@
+"""Shared fixtures: tiny real models dumped into a per-test artifacts root,
+a registry with the seed's two versions, real Redis, real server
+processes."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import joblib
+import numpy as np
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+from sklearn.datasets import make_classification
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+
+from mlserving import redis_url
+from mlserving.embedded_redis import EmbeddedRedis
+from monitoring.counters import counters
+from registry import services, serving
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED_FEATURES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_state():
+    serving.reset()
+    counters.reset()
+    yield
+    serving.reset()
+
+
+@pytest.fixture(scope="session")
+def estimators():
+    """Fitted models: 10-feature LogisticRegression and RandomForest, and a
+    3-feature LogisticRegression."""
+    X, y = make_classification(n_samples=400, n_features=10, random_state=0)
+    X3, y3 = make_classification(
+        n_samples=200,
+        n_features=3,
+        n_informative=2,
+        n_redundant=0,
+        random_state=1,
+    )
+    return {
+        "lr": LogisticRegression(max_iter=500).fit(X, y),
+        "rf": RandomForestClassifier(n_estimators=10, random_state=0).fit(X, y),
+        "lr3": LogisticRegression().fit(X3, y3),
+        "X": X,
+    }
+
+
+@pytest.fixture
+def artifacts_root(settings, tmp_path):
+    root = tmp_path / "artifacts"
+    root.mkdir()
+    settings.ARTIFACTS_ROOT = root
+    return root
+
+
+def dump(root: Path, filename: str, estimator) -> Path:
+    path = root / filename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump(estimator, path)
+    return path
+
+
+@pytest.fixture
+def two_versions(db, artifacts_root, estimators):
+    """default:v1.0 (LogisticRegression, active) and default:v2.0
+    (RandomForest), registered through the service layer."""
+    v1 = services.model_version_register(
+        model_name="default",
+        version="v1.0",
+        source=dump(artifacts_root, "model_v1.0.pkl", estimators["lr"]),
+        metadata={"accuracy": 0.8, "name": "Model v1.0"},
+    )
+    v2 = services.model_version_register(
+        model_name="default",
+        version="v2.0",
+        source=dump(artifacts_root, "model_v2.0.pkl", estimators["rf"]),
+        metadata={"accuracy": 0.9, "name": "Model v2.0"},
+    )
+    services.model_version_activate(version=v1, actor="test")
+    return {"v1": v1, "v2": v2, "root": artifacts_root}
+
+
+def flip_one_byte(path: Path, offset: int = -10) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def expected_label(estimator, row) -> int:
+    return int(estimator.predict(np.array([row]))[0])
+
+
+# --- Redis ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_service():
+    """The configured Redis: the embedded server (started here) unless
+    REDIS_URL points at one."""
+    url = django_settings.REDIS_URL
+    if not redis_url.is_embedded(url):
+        yield url
+        return
+    server = EmbeddedRedis(
+        Path(redis_url.socket_path(url)),
+        Path(django_settings.VAR_DIR) / "redis-data",
+    ).start()
+    yield url
+    server.stop()
+
+
+# --- Real server processes --------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_url_of_test_db() -> str:
+    """DATABASE_URL naming the database this test session created."""
+    cfg = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{cfg['NAME']}"
+    user = cfg.get("USER") or ""
+    password = f":{cfg['PASSWORD']}" if cfg.get("PASSWORD") else ""
+    auth = f"{user}{password}@" if user else ""
+    host = cfg.get("HOST") or "127.0.0.1"
+    port = cfg.get("PORT") or 5432
+    return f"postgres://{auth}{host}:{port}/{cfg['NAME']}"
+
+
+class ServerProcess:
+    """One real granian WSGI server on 127.0.0.1 running this project."""
+
+    def __init__(self, env: dict, port: int | None = None, workers: int = 1):
+        self.port = port or free_port()
+        self.env = env
+        self.workers = workers
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> "ServerProcess":
+        self.log = open(Path(self.env["VAR_DIR"]) / f"server-{self.port}.log", "w")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "granian",
+                "--interface",
+                "wsgi",
+                "--workers",
+                str(self.workers),
+                "--runtime-mode",
+                "st",
+                "--blocking-threads",
+                "1",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--no-access-log",
+                "mlserving.wsgi:application",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(self.read_log())
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"server did not start:\n{self.read_log()}")
+
+    def read_log(self) -> str:
+        self.log.flush()
+        return (Path(self.env["VAR_DIR"]) / f"server-{self.port}.log").read_text()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+
+@pytest.fixture
+def server_env(transactional_db, artifacts_root, tmp_path):
+    """Environment for real server processes sharing this test's
+    database and artifacts root."""
+    var_dir = tmp_path / "var"
+    var_dir.mkdir()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL")
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="mlserving.settings",
+        DEBUG="true",
+        DATABASE_URL=database_url_of_test_db(),
+        ARTIFACTS_ROOT=str(artifacts_root),
+        VAR_DIR=str(var_dir),
+        REDIS_URL=django_settings.REDIS_URL,
+        LOG_LEVEL="WARNING",
+        PREDICTION_CACHE_TTL="0",
+    )
+    return env
+
+
+@pytest.fixture
+def start_server(server_env):
+    started: list[ServerProcess] = []
+
+    def start(**overrides) -> ServerProcess:
+        workers = overrides.pop("workers", 1)
+        env = {**server_env, **{k: str(v) for k, v in overrides.items()}}
+        server = ServerProcess(env, workers=workers).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

@@ -1,0 +1,45 @@
+"""The in-process catalog: polled at most every interval, rebuilt only
+when the registry generation moves."""
+
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from registry import services
+from registry.catalog import Catalog
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_polls_at_most_once_per_interval(two_versions, settings):
+    settings.MLSERVING = {**settings.MLSERVING, "REGISTRY_POLL_INTERVAL": 0.25}
+    clock = Clock()
+    catalog = Catalog(clock=clock)
+    catalog.snapshot()
+    with CaptureQueriesContext(connection) as queries:
+        for _ in range(100):
+            catalog.snapshot()
+    assert len(queries) == 0
+    clock.now += 0.3
+    with CaptureQueriesContext(connection) as queries:
+        catalog.snapshot()
+    assert len(queries) == 1  # the generation only: nothing changed
+
+
+def test_an_activation_is_seen_after_one_interval(two_versions, settings):
+    settings.MLSERVING = {**settings.MLSERVING, "REGISTRY_POLL_INTERVAL": 0.25}
+    clock = Clock()
+    catalog = Catalog(clock=clock)
+    assert catalog.snapshot().models["default"].active.version == "v1.0"
+    services.model_version_activate(version=two_versions["v2"])
+    # another process's catalog: not invalidated locally
+    assert catalog.snapshot().models["default"].active.version == "v1.0"
+    clock.now += 0.26
+    snapshot = catalog.snapshot()
+    assert snapshot.models["default"].active.version == "v2.0"
+    assert [e.version for e in snapshot.models["default"].previous] == ["v1.0"]
