@@ -72,6 +72,11 @@ class Overloaded(ApplicationError):
     code = "overloaded"
 
 
+class RequestTimeout(ApplicationError):
+    status_code = 503
+    code = "request_timeout"
+
+
 def error_body(
     code: str,
     message: str,

@@ -2,29 +2,29 @@
 than the standard library, and strict: NaN and Infinity are not JSON)."""
 
 import orjson
+from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import BaseParser
 from rest_framework.renderers import BaseRenderer
 
-from mlserving.errors import MalformedJSON
-
-
-def loads(body: bytes):
-    """Parse a request body; MalformedJSON (400) says where it broke."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedJSON(
-            f"The body is not valid JSON: {exc.msg} at position {exc.pos}.",
-            details={"position": exc.pos},
-        ) from None
+from mlserving.errors import PayloadTooLarge
 
 
 class ORJSONParser(BaseParser):
     media_type = "application/json"
 
     def parse(self, stream, media_type=None, parser_context=None):
-        body = stream.read() if stream is not None else b""
+        if stream is None:
+            return {}
+        # DRF hands over the raw stream: enforce the body limit here, also
+        # for chunked bodies that carry no Content-Length.
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        body = stream.read() if limit is None else stream.read(limit + 1)
+        if limit is not None and len(body) > limit:
+            raise PayloadTooLarge(
+                f"The request body is larger than the limit of {limit} bytes.",
+                details={"limit_bytes": limit},
+            )
         if not body:
             return {}
         try:

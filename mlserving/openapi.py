@@ -33,7 +33,7 @@ _DESCRIPTIONS = {
     "`artifact_load_failed`).",
     429: "MAX_CONCURRENT_REQUESTS reached in this process (`overloaded`).",
     500: "Unexpected server error (`internal_error`); logged with the request id.",
-    503: "The database is unreachable (health check).",
+    503: "A batch ran past REQUEST_TIMEOUT (`request_timeout`).",
 }
 
 _EXAMPLE = OpenApiExample(

@@ -1,4 +1,5 @@
-"""URL map. The seed's paths have no trailing slash; one is tolerated."""
+"""URL map: the seed's paths exactly as it spells them (no trailing
+slash), the docs, the admin and the dashboard."""
 
 from django.contrib import admin
 from django.urls import path, re_path
@@ -26,16 +27,16 @@ _VERSION = r"(?P<version>[A-Za-z0-9][A-Za-z0-9._-]{0,63})"
 
 urlpatterns = [
     path("", DashboardView.as_view(), name="dashboard"),
-    re_path(r"^health/?$", HealthApi.as_view(), name="health"),
-    re_path(r"^predict/?$", PredictApi.as_view(), name="predict"),
-    re_path(r"^models/?$", ModelsApi.as_view(), name="models"),
-    re_path(r"^models/rollback/?$", ModelRollbackApi.as_view(), name="rollback"),
+    path("health", HealthApi.as_view(), name="health"),
+    path("predict", PredictApi.as_view(), name="predict"),
+    path("models", ModelsApi.as_view(), name="models"),
+    path("models/rollback", ModelRollbackApi.as_view(), name="rollback"),
     re_path(
-        rf"^models/{_VERSION}/activate/?$",
+        rf"^models/{_VERSION}/activate$",
         ModelActivateApi.as_view(),
         name="activate",
     ),
-    re_path(r"^metrics/?$", MetricsApi.as_view(), name="metrics"),
+    path("metrics", MetricsApi.as_view(), name="metrics"),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="schema"),
     path("openapi.yaml", SpectacularAPIView.as_view(), name="schema-yaml"),
     path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),

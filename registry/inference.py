@@ -11,8 +11,10 @@ import threading
 import time
 from contextlib import contextmanager
 
+import numpy as np
+
 from mlserving.conf import app_settings
-from mlserving.errors import ApplicationError, Overloaded
+from mlserving.errors import ApplicationError, Overloaded, RequestTimeout
 from monitoring.counters import counters
 from registry import codecs, serving
 from registry.catalog import ModelEntry, Snapshot
@@ -22,6 +24,7 @@ from registry.errors import (
     ModelVersionNotFound,
 )
 
+CHUNK_ROWS = 256
 _inflight = 0
 _inflight_lock = threading.Lock()
 
@@ -83,6 +86,29 @@ def _choose(snapshot: Snapshot, request: codecs.PredictRequest):
     return serving.active_runtime(model)
 
 
+def _infer_within_deadline(runtime, rows, started: float):
+    """One infer call for up to CHUNK_ROWS rows; a larger batch runs in
+    chunks and stops between them once REQUEST_TIMEOUT has passed (a
+    running scikit-learn call cannot be interrupted)."""
+    if len(rows) <= CHUNK_ROWS:
+        return runtime.infer(rows)
+    deadline = started + app_settings.REQUEST_TIMEOUT
+    labels, probas = [], []
+    for offset in range(0, len(rows), CHUNK_ROWS):
+        if time.perf_counter() > deadline:
+            raise RequestTimeout(
+                f"The batch took longer than REQUEST_TIMEOUT "
+                f"({app_settings.REQUEST_TIMEOUT:g} s) after {offset} of "
+                f"{len(rows)} rows; send smaller batches.",
+                details={"rows_done": offset, "rows": len(rows)},
+            )
+        chunk_labels, chunk_proba = runtime.infer(rows[offset : offset + CHUNK_ROWS])
+        labels.append(chunk_labels)
+        probas.append(chunk_proba)
+    proba = None if probas[0] is None else np.concatenate(probas)
+    return np.concatenate(labels), proba
+
+
 def prediction_serve(*, body: bytes, request_id: str, started: float) -> bytes:
     """Answer one /predict body; the encoded JSON response.
 
@@ -108,7 +134,7 @@ def prediction_serve(*, body: bytes, request_id: str, started: float) -> bytes:
             cache_key = serving.prediction_cache.key(entry.id, entry.sha256, rows)
             hit = serving.prediction_cache.get(cache_key)
             if hit is None:
-                labels, proba = runtime.infer(rows)
+                labels, proba = _infer_within_deadline(runtime, rows, started)
                 serving.prediction_cache.put(cache_key, (labels, proba))
             else:
                 labels, proba = hit

@@ -43,7 +43,7 @@ class PredictApi(APIView):
         request=PredictRequestSerializer,
         responses={
             200: PredictResponseSerializer,
-            **error_responses(400, 401, 404, 409, 413, 422, 429, 500),
+            **error_responses(400, 401, 404, 409, 413, 422, 429, 500, 503),
         },
     )
     def post(self, request):

@@ -247,3 +247,8 @@ def start_server(server_env):
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"

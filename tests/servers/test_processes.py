@@ -25,9 +25,7 @@ def predict(server, **fields) -> httpx.Response:
     )
 
 
-def test_activation_reaches_every_process_within_one_second(
-    two_versions, start_server
-):
+def test_activation_reaches_every_process_within_one_second(two_versions, start_server):
     # given: two server processes, both serving v1.0
     a, b = start_server(), start_server()
     for server in (a, b):
@@ -57,9 +55,7 @@ def test_a_restart_keeps_the_registry(two_versions, start_server):
     assert [h["to_version"] for h in models["history"]] == ["v2.0", "v1.0"]
     assert predict(second).json()["model_version"] == "v2.0"
     # warmed at start-up: the first request found v2.0 already loaded
-    assert "default:v2.0" in httpx.get(f"{second.url}/health").json()[
-        "models_loaded"
-    ]
+    assert "default:v2.0" in httpx.get(f"{second.url}/health").json()["models_loaded"]
 
 
 def test_killing_the_embedded_redis_does_not_break_predict(
@@ -114,14 +110,36 @@ def test_celery_worker_and_beat_run_the_periodic_task(
     log = open(tmp_path / "celery.log", "w")
     processes = [
         subprocess.Popen(
-            [*celery, "worker", "--concurrency", "1", "--loglevel", "INFO",
-             "--without-gossip", "--without-mingle", "--pool", "solo"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                *celery,
+                "worker",
+                "--concurrency",
+                "1",
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "--pool",
+                "solo",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         ),
         subprocess.Popen(
-            [*celery, "beat", "--loglevel", "INFO",
-             "--schedule", str(tmp_path / "beat-schedule")],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                *celery,
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                str(tmp_path / "beat-schedule"),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         ),
     ]
     try:
