@@ -18,4 +18,4 @@ if python -m mlserving.embedded_redis --needed; then
 fi
 echo "run.sh: starting $procs" >&2
 echo "run.sh: http://${HOST:-127.0.0.1}:${WEB_PORT:-8000}/  (API docs at /docs, admin at /admin/)" >&2
-exec honcho --no-prefix -f Procfile start $procs
+exec honcho -f Procfile start $procs

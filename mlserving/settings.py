@@ -22,7 +22,15 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=True)
-VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
+
+
+def _path(value: str) -> Path:
+    """A path from the environment; relative ones start at the project."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else BASE_DIR / path
+
+
+VAR_DIR = _path(env.str("VAR_DIR", default="var"))
 
 
 def _required_in_production(name: str, debug_default):
@@ -197,7 +205,7 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Serving (the seed's keys keep their names) ---------------------------
-ARTIFACTS_ROOT = Path(env.str("ARTIFACTS_ROOT", default=str(BASE_DIR / "artifacts")))
+ARTIFACTS_ROOT = _path(env.str("ARTIFACTS_ROOT", default="artifacts"))
 MLSERVING = {
     # Registered model the seed's endpoints act on; blank means "the only
     # registered model".
@@ -214,7 +222,7 @@ MLSERVING = {
     "MAX_BATCH_ROWS": env.int("MAX_BATCH_ROWS", 1000),
     # How often a process checks whether the registry changed (seconds).
     "REGISTRY_POLL_INTERVAL": env.float("REGISTRY_POLL_INTERVAL", 0.25),
-    "API_KEYS": env.list("API_KEYS", default=[]),
+    "API_KEYS": [k for k in env.list("API_KEYS", default=[]) if k],
     "ALIAS": "production",
 }
 

@@ -9,6 +9,7 @@ the alias held before, newest first, serve instead; the response says so.
 import logging
 import threading
 
+import numpy as np
 from django.db import DatabaseError
 
 from mlserving.errors import ApplicationError
@@ -147,6 +148,13 @@ def warmup() -> list[str]:
         except ApplicationError as exc:
             logger.warning("warm-up of %s: %s", model.name, exc.message)
             continue
+        if entry.n_features:
+            # The first call into a model imports and caches code paths
+            # (tens of ms for scikit-learn); pay that here, not per client.
+            try:
+                runtime.infer(np.zeros((1, entry.n_features)))
+            except Exception:
+                logger.exception("warm-up inference of %s failed", entry.version)
         loaded.append(f"{entry.model}:{entry.version}")
     return loaded
 
