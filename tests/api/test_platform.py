@@ -53,6 +53,27 @@ def test_docs_pages_load_only_local_assets(client, db, page):
         assert client.get(asset).status_code == 200, asset
 
 
+def test_health_is_503_when_the_database_is_down(client, db, monkeypatch):
+    from django.db import OperationalError
+
+    from monitoring import health
+
+    def broken():
+        raise OperationalError("connection refused")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(health.connection, "cursor", broken)
+        response = client.get("/health")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unhealthy"
+    assert body["database"] == {
+        "ok": False,
+        "vendor": body["database"]["vendor"],
+        "error": "connection refused",
+    }
+
+
 def test_an_unexpected_error_is_a_json_500(client, two_versions, monkeypatch):
     from registry.runtimes.sklearn import SklearnRuntime
 
@@ -119,11 +140,8 @@ def settings_process(env: dict) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize(
-    "missing", ["SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "REDIS_URL"]
-)
-def test_production_refuses_to_start_without_critical_values(tmp_path, missing):
-    env = {
+def production_env(tmp_path) -> dict:
+    return {
         "DEBUG": "false",
         "VAR_DIR": str(tmp_path),
         "SECRET_KEY": "k" * 50,
@@ -131,6 +149,13 @@ def test_production_refuses_to_start_without_critical_values(tmp_path, missing):
         "DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3",
         "REDIS_URL": "redis://127.0.0.1:1/0",
     }
+
+
+@pytest.mark.parametrize(
+    "missing", ["SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "REDIS_URL"]
+)
+def test_production_refuses_to_start_without_critical_values(tmp_path, missing):
+    env = production_env(tmp_path)
     env.pop(missing)
     result = settings_process(env)
     assert result.returncode != 0
@@ -139,16 +164,7 @@ def test_production_refuses_to_start_without_critical_values(tmp_path, missing):
 
 
 def test_production_starts_with_everything_set(tmp_path):
-    result = settings_process(
-        {
-            "DEBUG": "false",
-            "VAR_DIR": str(tmp_path),
-            "SECRET_KEY": "k" * 50,
-            "ALLOWED_HOSTS": "example.com",
-            "DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3",
-            "REDIS_URL": "redis://127.0.0.1:1/0",
-        }
-    )
+    result = settings_process(production_env(tmp_path))
     assert result.returncode == 0, result.stderr
 
 

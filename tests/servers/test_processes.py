@@ -161,3 +161,36 @@ def test_celery_worker_and_beat_run_the_periodic_task(
                 process.wait(15)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def test_concurrent_predictions_during_activations_never_fail(
+    two_versions, start_server
+):
+    """16 clients predict while the active version flips back and forth:
+    every request succeeds and is answered by one of the two versions."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = start_server(workers=2)
+    stop = time.monotonic() + 3
+    seen: list[tuple[int, str]] = []
+
+    def client_loop():
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            while time.monotonic() < stop:
+                response = http.post("/predict", json={"features": SEED_FEATURES})
+                seen.append(
+                    (response.status_code, response.json().get("model_version"))
+                )
+
+    with ThreadPoolExecutor(16) as pool:
+        futures = [pool.submit(client_loop) for _ in range(16)]
+        for version in ["v2.0", "v1.0", "v2.0", "v1.0"]:
+            time.sleep(0.5)
+            assert (
+                httpx.post(f"{server.url}/models/{version}/activate").status_code == 200
+            )
+        for future in futures:
+            future.result()
+    assert len(seen) > 100
+    assert {status for status, _ in seen} == {200}
+    assert {version for _, version in seen} == {"v1.0", "v2.0"}
