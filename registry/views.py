@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 
 from mlserving.auth import ApiKeyAuthentication
 from mlserving.errors import PayloadTooLarge
+from mlserving.json import JSONOnlyNegotiation
 from mlserving.openapi import error_responses
 from registry import codecs, inference, selectors, services, serving
 from registry.serializers import (
@@ -36,6 +37,7 @@ class PredictApi(APIView):
     # or rendering; the body goes straight to the orjson codec.
     authentication_classes = [ApiKeyAuthentication]
     parser_classes = []
+    content_negotiation_class = JSONOnlyNegotiation
 
     @extend_schema(
         operation_id="predict",
@@ -48,9 +50,10 @@ class PredictApi(APIView):
     )
     def post(self, request):
         started = time.perf_counter()
-        request_id = codecs.request_id_from(request.META.get("HTTP_X_REQUEST_ID"))
+        raw = request._request  # skip DRF's attribute proxy on the hot path
+        request_id = codecs.request_id_from(raw.META.get("HTTP_X_REQUEST_ID"))
         request.request_id = request_id
-        body = request.body
+        body = raw.body
         if len(body) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
             # Chunked bodies carry no Content-Length for Django to check.
             raise PayloadTooLarge(
