@@ -79,3 +79,20 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
                 "<key>` (or `X-API-Key: <key>`)."
             ),
         }
+
+
+class SessionReadAuthentication(authentication.SessionAuthentication):
+    """Session auth without DRF's CSRF check, for /predict only: a
+    prediction changes no state, and the check would read the body through
+    DRF's parsers, which that view bypasses."""
+
+    def enforce_csrf(self, request):
+        return
+
+
+class SessionReadScheme(OpenApiAuthenticationExtension):
+    target_class = "mlserving.auth.SessionReadAuthentication"
+    name = "sessionCookie"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "apiKey", "in": "cookie", "name": "sessionid"}

@@ -9,7 +9,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from mlserving.auth import ApiKeyAuthentication
+from mlserving.auth import ApiKeyAuthentication, SessionReadAuthentication
 from mlserving.errors import PayloadTooLarge
 from mlserving.json import JSONOnlyNegotiation
 from mlserving.openapi import error_responses
@@ -33,9 +33,11 @@ MODEL_PARAM = OpenApiParameter(
 
 
 class PredictApi(APIView):
-    # The hot path: API-key check only (no session lookup), no DRF parsing
-    # or rendering; the body goes straight to the orjson codec.
-    authentication_classes = [ApiKeyAuthentication]
+    # The hot path: no DRF parsing, negotiation or rendering; the body goes
+    # straight to the orjson codec. A request without a session cookie
+    # costs the session check no query (the dashboard's form needs it when
+    # API_KEYS is set).
+    authentication_classes = [ApiKeyAuthentication, SessionReadAuthentication]
     parser_classes = []
     content_negotiation_class = JSONOnlyNegotiation
 

@@ -160,3 +160,25 @@ def test_metrics_counts_successes_and_errors(client, two_versions):
     assert body["success_rate"] == pytest.approx(0.8)
     shares = {v["model_version"]: v["predictions"] for v in body["by_version"]}
     assert shares == {"v1.0": 3, "v2.0": 1}
+
+
+def test_a_staff_session_may_predict_and_activate_when_keys_are_set(
+    two_versions, settings, admin_user
+):
+    from django.test import Client
+
+    settings.MLSERVING = {**settings.MLSERVING, "API_KEYS": ["s3cret"]}
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(admin_user)
+    token = browser.get("/").cookies["csrftoken"].value
+    ok = browser.post(
+        "/predict",
+        json.dumps({"features": SEED_FEATURES}),
+        content_type="application/json",
+        HTTP_X_CSRFTOKEN=token,
+    )
+    assert ok.status_code == 200
+    no_token = browser.post("/models/v2.0/activate")
+    assert no_token.status_code == 403
+    activated = browser.post("/models/v2.0/activate", HTTP_X_CSRFTOKEN=token)
+    assert activated.json()["change"]["actor"] == "admin"

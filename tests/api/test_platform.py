@@ -203,3 +203,9 @@ async def test_the_asgi_app_serves_the_same_http_routes(two_versions):
         response = await c.post("/predict", json={"features": SEED_FEATURES})
     assert response.status_code == 200
     assert response.json()["model_version"] == "v1.0"
+
+
+def test_the_schema_generates_without_warnings(db):
+    from django.core.management import call_command
+
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", "/dev/null")
