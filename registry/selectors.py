@@ -85,17 +85,14 @@ def alias_history_list(
     ).select_related("changed_by")[:limit]
 
 
-def activation_stack(*, model: RegisteredModel) -> list[int]:
-    """Version ids the alias has held, oldest first, with rolled-back
-    entries popped: rollback returns to the element before the last."""
+def stack_replay(changes) -> list[int]:
+    """Replay (action, to_version_id) pairs, oldest first, into the stack
+    of version ids the alias has held: an activation pushes, a rollback
+    pops down to the version it landed on (it may have skipped versions
+    that could no longer be served)."""
     stack: list[int] = []
-    changes = AliasChange.objects.filter(
-        model=model, alias=app_settings.ALIAS
-    ).order_by("changed_at", "id")
-    for action, to_id in changes.values_list("action", "to_version_id"):
+    for action, to_id in changes:
         if action == AliasChange.Action.ROLLBACK:
-            # Pop down to the version the rollback landed on (it may have
-            # skipped versions that could no longer be served).
             while stack and stack[-1] != to_id:
                 stack.pop()
             if not stack and to_id is not None:
@@ -103,6 +100,15 @@ def activation_stack(*, model: RegisteredModel) -> list[int]:
         elif to_id is not None:
             stack.append(to_id)
     return stack
+
+
+def activation_stack(*, model: RegisteredModel) -> list[int]:
+    """Version ids the alias has held, oldest first, rolled-back ones
+    popped: a rollback returns to the element before the last."""
+    changes = AliasChange.objects.filter(
+        model=model, alias=app_settings.ALIAS
+    ).order_by("changed_at", "id")
+    return stack_replay(changes.values_list("action", "to_version_id"))
 
 
 def rollback_target(*, model: RegisteredModel) -> ModelVersion | None:
@@ -156,19 +162,22 @@ def catalog_snapshot(*, generation: int, alias: str, default_name: str) -> Snaps
     active = dict(
         ModelAlias.objects.filter(name=alias).values_list("model__name", "version_id")
     )
-    previous: dict[str, list[VersionEntry]] = {name: [] for name in names}
-    recent = AliasChange.objects.filter(alias=alias).order_by("-changed_at", "-id")[
-        :500
-    ]
-    for model_name, from_id in recent.values_list("model__name", "from_version_id"):
-        entry = entries.get(from_id)
-        seen = previous[model_name]
-        if (
-            entry is not None
-            and entry.id != active.get(model_name)
-            and entry not in seen
-        ):
-            seen.append(entry)
+    # Fallbacks follow the rollback order: versions a rollback moved away
+    # from were rejected by someone and are not served again on their own.
+    history: dict[str, list[tuple[str, int]]] = {name: [] for name in names}
+    changes = AliasChange.objects.filter(alias=alias).order_by("changed_at", "id")
+    for model_name, action, to_id in changes.values_list(
+        "model__name", "action", "to_version_id"
+    ):
+        history[model_name].append((action, to_id))
+    previous: dict[str, list[VersionEntry]] = {}
+    for name in names:
+        seen: list[VersionEntry] = []
+        for version_id in reversed(stack_replay(history[name])):
+            entry = entries.get(version_id)
+            if entry is not None and entry.id != active.get(name) and entry not in seen:
+                seen.append(entry)
+        previous[name] = seen
     models = {
         name: ModelEntry(
             name=name,

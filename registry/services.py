@@ -166,8 +166,14 @@ def model_version_register(
             f"Model {model_name!r} already has a version {version!r}.",
             details={"model": model_name, "version": version},
         )
+    copied = artifacts.relative_to_root(source) is None
     relative = _place_in_root(source, model_name=model_name, version=version)
-    inspection = artifact_inspect(relative_path=relative, runtime=runtime)
+    try:
+        inspection = artifact_inspect(relative_path=relative, runtime=runtime)
+    except ArtifactError:
+        if copied:  # leave no unregistered copy behind
+            artifacts.resolve(relative).unlink(missing_ok=True)
+        raise
     metrics = {
         key: metadata[key]
         for key in ("accuracy", "f1", "precision", "recall", "roc_auc")

@@ -43,3 +43,22 @@ def test_an_activation_is_seen_after_one_interval(two_versions, settings):
     snapshot = catalog.snapshot()
     assert snapshot.models["default"].active.version == "v2.0"
     assert [e.version for e in snapshot.models["default"].previous] == ["v1.0"]
+
+
+def test_fallbacks_follow_the_rollback_order(two_versions, client):
+    from registry.serving import catalog
+
+    # v1 -> v2, then rolled back to v1: v2 was rejected, so it is no
+    # fallback for v1
+    services.model_version_activate(version=two_versions["v2"])
+    services.model_rollback(model=two_versions["v1"].model)
+    catalog.invalidate()
+    model = catalog.snapshot().models["default"]
+    assert model.active.version == "v1.0"
+    assert model.previous == ()
+    # v1 -> v2 again: v1 is v2's fallback
+    services.model_version_activate(version=two_versions["v2"])
+    catalog.invalidate()
+    assert [e.version for e in catalog.snapshot().models["default"].previous] == [
+        "v1.0"
+    ]

@@ -164,3 +164,11 @@ def test_sync_registers_the_seed_convention_and_activates_default(
     flip_one_byte(artifacts_root / "model_v2.0.pkl")
     again = services.artifacts_sync()
     assert again.registered == [] and again.changed == ["default:v2.0"]
+
+
+def test_a_refused_file_from_outside_leaves_no_copy(db, artifacts_root, tmp_path):
+    junk = tmp_path / "junk.joblib"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(ArtifactLoadError):
+        services.model_version_register(model_name="m", version="v1", source=junk)
+    assert not (artifacts_root / "m" / "v1" / "junk.joblib").exists()
