@@ -13,6 +13,12 @@ class Command(BaseCommand):
         "ARTIFACTS_ROOT is copied into <root>/<name>/<version>/."
     )
 
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        # Django's own --version (print Django's version) would shadow the
+        # model version option the seed's workflow needs.
+        kwargs.setdefault("conflict_handler", "resolve")
+        return super().create_parser(prog_name, subcommand, **kwargs)
+
     def add_arguments(self, parser):
         parser.add_argument("path", type=Path)
         parser.add_argument("--name", required=True, help="Model name.")
