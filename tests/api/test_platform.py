@@ -53,6 +53,14 @@ def test_docs_pages_load_only_local_assets(client, db, page):
         assert client.get(asset).status_code == 200, asset
 
 
+def test_redoc_page_forbids_other_hosts(client, db):
+    # ReDoc's bundle renders its logo from cdn.redoc.ly whatever the
+    # options; the page's CSP keeps the browser from fetching it.
+    html = client.get("/redoc").content.decode()
+    csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', html)
+    assert csp and "default-src 'self'" in csp[1] and "img-src 'self' data:" in csp[1]
+
+
 def test_health_is_503_when_the_database_is_down(client, db, monkeypatch):
     from django.db import OperationalError
 
