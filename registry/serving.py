@@ -159,6 +159,22 @@ def warmup() -> list[str]:
     return loaded
 
 
+def warmup_in_background() -> threading.Thread:
+    """warmup() in a thread that closes its database connection after."""
+
+    def run() -> None:
+        from django.db import connections
+
+        try:
+            warmup()
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run, name="model-warmup", daemon=True)
+    thread.start()
+    return thread
+
+
 def reset() -> None:
     """Forget all per-process state (tests)."""
     catalog.reset()
