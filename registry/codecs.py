@@ -63,9 +63,18 @@ def _parse(body: bytes):
                 details={"reason": "non_finite", "position": exc.pos},
             ) from None
         raise MalformedJSON(
-            f"The body is not valid JSON: {exc.msg} at position {exc.pos}.",
+            f"The body is not valid JSON: {exc.msg} at position {exc.pos}."
+            + _comment_hint(body, exc.pos),
             details={"position": exc.pos},
         ) from None
+
+
+def _comment_hint(body: bytes, pos: int) -> str:
+    """A hint when the error sits at a comment, as in the seed's examples
+    (`"model_version": "v1.0",  // optional`)."""
+    if body[pos : pos + 2] in (b"//", b"/*") or body.lstrip()[:2] == b"//":
+        return " JSON has no comments: remove the // or /* */ parts."
+    return ""
 
 
 def _check_row(row: list, index: int | None) -> None:

@@ -174,6 +174,18 @@ def test_bad_input_gets_a_json_error(client, two_versions, body, status, code):
     assert error["request_id"] == response["X-Request-ID"]
 
 
+def test_the_seeds_commented_example_gets_a_pointed_400(client, two_versions):
+    # the seed's docs annotate the body with // comments, which JSON lacks
+    body = (
+        b'{"features": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0],\n'
+        b'  "model_version": "v1.0",  // optional\n'
+        b'  "use_ab_testing": true    // optional, default: true\n}'
+    )
+    response = post(client, body)
+    assert response.status_code == 400
+    assert "JSON has no comments" in response.json()["error"]["message"]
+
+
 def test_feature_count_message_names_the_expected_count(client, two_versions):
     error = post(client, {"features": [1, 2, 3]}).json()["error"]
     assert "expects 10 features" in error["message"]
