@@ -66,6 +66,13 @@ class PayloadTooLarge(ApplicationError):
     status_code = 413
     code = "payload_too_large"
 
+    @classmethod
+    def body_over(cls, limit: int) -> "PayloadTooLarge":
+        return cls(
+            f"The request body is larger than the limit of {limit} bytes.",
+            details={"limit_bytes": limit},
+        )
+
 
 class Overloaded(ApplicationError):
     status_code = 429
@@ -179,14 +186,8 @@ def exception_handler(exc, context):
 def _too_big(request) -> HttpResponse:
     from django.conf import settings
 
-    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-    return error_response(
-        413,
-        "payload_too_large",
-        f"The request body is larger than the limit of {limit} bytes.",
-        {"limit_bytes": limit},
-        request,
-    )
+    exc = PayloadTooLarge.body_over(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+    return error_response(exc.status_code, exc.code, exc.message, exc.details, request)
 
 
 # --- Django's handler400/403/404/500 (outside DRF views) ------------------

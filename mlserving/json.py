@@ -22,10 +22,7 @@ class ORJSONParser(BaseParser):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         body = stream.read() if limit is None else stream.read(limit + 1)
         if limit is not None and len(body) > limit:
-            raise PayloadTooLarge(
-                f"The request body is larger than the limit of {limit} bytes.",
-                details={"limit_bytes": limit},
-            )
+            raise PayloadTooLarge.body_over(limit)
         if not body:
             return {}
         try:

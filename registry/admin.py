@@ -18,16 +18,7 @@ from django.utils.text import get_valid_filename
 
 from mlserving.errors import ApplicationError
 from registry import artifacts, selectors, services
-from registry.models import AliasChange, ModelAlias, ModelVersion, RegisteredModel
-from registry.runtimes import runtime_class
-
-
-def _active_ids() -> set[int]:
-    return set(
-        ModelAlias.objects.filter(name=selectors.alias_name()).values_list(
-            "version_id", flat=True
-        )
-    )
+from registry.models import AliasChange, ModelVersion, RegisteredModel
 
 
 class ModelVersionInline(admin.TabularInline):
@@ -134,7 +125,7 @@ class ModelVersionAddForm(forms.ModelForm):
             data = upload.read()
             upload.seek(0)
             try:
-                runtime_class("sklearn")(data).load()
+                services.artifact_signature(data=data)
             except ApplicationError as exc:
                 self.add_error("artifact", exc.message)
         return cleaned
@@ -179,18 +170,13 @@ class ModelVersionAdmin(admin.ModelAdmin):
     ]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("model")
-
-    def changelist_view(self, request, extra_context=None):
-        self._active = _active_ids()
-        return super().changelist_view(request, extra_context)
+        return selectors.model_version_with_active_flag(
+            super().get_queryset(request).select_related("model")
+        )
 
     @admin.display(boolean=True, description="active")
     def is_active(self, obj):
-        active = getattr(self, "_active", None)
-        if active is None:
-            active = _active_ids()
-        return obj.pk in active
+        return obj.is_active
 
     @admin.display(description="accuracy")
     def accuracy(self, obj):
@@ -246,20 +232,11 @@ class ModelVersionAdmin(admin.ModelAdmin):
             )
 
     def has_delete_permission(self, request, obj=None):
-        if obj is not None and obj.pk in _active_ids():
+        # The active version is also PROTECTed by the alias's foreign key;
+        # Django's bulk delete asks this per object and refuses as a whole.
+        if obj is not None and obj.is_active:
             return False
         return super().has_delete_permission(request, obj)
-
-    def delete_queryset(self, request, queryset):
-        active = _active_ids()
-        kept = [str(v) for v in queryset if v.pk in active]
-        if kept:
-            self.message_user(
-                request,
-                f"Not deleted (active): {', '.join(kept)}.",
-                messages.WARNING,
-            )
-        queryset.exclude(pk__in=active).delete()
 
     # --- Activate / Roll back / Verify, each with a confirmation page ---
 

@@ -20,7 +20,8 @@ logger = logging.getLogger("registry")
 
 
 def load_runtime(entry: VersionEntry) -> ModelRuntime:
-    """Read, verify and load one version's artifact (no caching)."""
+    """Read, verify and load one version's artifact (no caching). `entry`
+    may be a catalog VersionEntry or a ModelVersion row."""
     payload = artifacts.read_verified(entry.artifact_path, entry.sha256)
     runtime = runtime_class(entry.runtime)(payload)
     runtime.load()

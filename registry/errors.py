@@ -12,9 +12,28 @@ from mlserving.errors import (
 class ModelNotFound(NotFound):
     code = "model_not_found"
 
+    @classmethod
+    def named(cls, name: str) -> "ModelNotFound":
+        return cls(f"No registered model named {name!r}.", details={"model": name})
+
+    @classmethod
+    def no_default(cls, registered: list[str]) -> "ModelNotFound":
+        return cls(
+            "No default model: register one (manage.py bootstrap_demo), or "
+            'name one with "model" (?model= on /models) or DEFAULT_MODEL_NAME.',
+            details={"registered": sorted(registered)},
+        )
+
 
 class ModelVersionNotFound(NotFound):
     code = "model_version_not_found"
+
+    @classmethod
+    def of(cls, model: str, version: str, available=None) -> "ModelVersionNotFound":
+        details = {"model": model, "version": version}
+        if available is not None:
+            details["available"] = sorted(available)
+        return cls(f"No version {version!r} of model {model!r}.", details=details)
 
 
 class NoActiveVersion(Conflict):
@@ -54,6 +73,17 @@ class ArtifactLoadError(ArtifactError):
 
 class ArtifactPathError(ArtifactError):
     code = "artifact_path_invalid"
+
+
+def unservable_error(
+    *, label: str, version: str, status: str, detail: str, path: str
+) -> ArtifactError:
+    """The error for a version whose status says it cannot be served."""
+    cls = ArtifactLoadError if status == "load_failed" else ArtifactIntegrityError
+    return cls(
+        f"{label} cannot be served ({status}): {detail}",
+        details={"version": version, "status": status, "path": path},
+    )
 
 
 class InvalidFeatures(ValidationFailed):

@@ -55,15 +55,8 @@ def _model_entry(snapshot: Snapshot, name: str | None) -> ModelEntry:
     model = snapshot.models.get(key) if key else None
     if model is None:
         if name:
-            raise ModelNotFound(
-                f"No registered model named {name!r}.",
-                details={"model": name},
-            )
-        raise ModelNotFound(
-            "No default model: register one (manage.py bootstrap_demo) or "
-            'name one with "model" or DEFAULT_MODEL_NAME.',
-            details={"registered": sorted(snapshot.models)},
-        )
+            raise ModelNotFound.named(name)
+        raise ModelNotFound.no_default(list(snapshot.models))
     return model
 
 
@@ -72,13 +65,8 @@ def _choose(snapshot: Snapshot, request: codecs.PredictRequest):
     if request.model_version is not None:
         entry = model.versions.get(request.model_version)
         if entry is None:
-            raise ModelVersionNotFound(
-                f"No version {request.model_version!r} of model {model.name!r}.",
-                details={
-                    "model": model.name,
-                    "version": request.model_version,
-                    "available": sorted(model.versions),
-                },
+            raise ModelVersionNotFound.of(
+                model.name, request.model_version, available=model.versions
             )
         return entry, serving.runtime_get(entry), {"reason": "explicit"}
     # use_ab_testing: experiments choose here once they exist; until then

@@ -2,7 +2,7 @@
 except `registry_generation`, which the catalog calls at most every
 REGISTRY_POLL_INTERVAL."""
 
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 
 from mlserving.conf import app_settings
 from registry.catalog import ModelEntry, Snapshot, VersionEntry
@@ -39,18 +39,11 @@ def model_get(*, name: str | None = None) -> RegisteredModel:
         try:
             return RegisteredModel.objects.get(name=name)
         except RegisteredModel.DoesNotExist:
-            raise ModelNotFound(
-                f"No registered model named {name!r}.",
-                details={"model": name},
-            ) from None
-    names = list(RegisteredModel.objects.values_list("name", flat=True))
+            raise ModelNotFound.named(name) from None
+    names = model_names()
     default = default_model_name(names, app_settings.DEFAULT_MODEL_NAME)
     if default is None:
-        raise ModelNotFound(
-            "No default model: register one (manage.py bootstrap_demo), or "
-            "name one with ?model= or DEFAULT_MODEL_NAME.",
-            details={"registered": names},
-        )
+        raise ModelNotFound.no_default(names)
     return RegisteredModel.objects.get(name=default)
 
 
@@ -58,10 +51,7 @@ def model_version_get(*, model: RegisteredModel, version: str) -> ModelVersion:
     try:
         return model.versions.get(version=version)
     except ModelVersion.DoesNotExist:
-        raise ModelVersionNotFound(
-            f"No version {version!r} of model {model.name!r}.",
-            details={"model": model.name, "version": version},
-        ) from None
+        raise ModelVersionNotFound.of(model.name, version) from None
 
 
 def model_version_get_active(*, model: RegisteredModel) -> ModelVersion | None:
@@ -73,8 +63,18 @@ def model_version_get_active(*, model: RegisteredModel) -> ModelVersion | None:
     return alias.version if alias else None
 
 
+def model_version_with_active_flag(queryset: QuerySet) -> QuerySet:
+    """`queryset` of versions annotated with `is_active` (the alias points
+    at it), in the same query."""
+    alias = ModelAlias.objects.filter(version=OuterRef("pk"), name=app_settings.ALIAS)
+    return queryset.annotate(is_active=Exists(alias))
+
+
 def model_version_list(*, model: RegisteredModel) -> QuerySet[ModelVersion]:
-    return model.versions.order_by("created_at", "id")
+    """A model's versions, oldest first, each with `is_active`."""
+    return model_version_with_active_flag(
+        model.versions.select_related("created_by").order_by("created_at", "id")
+    )
 
 
 def alias_history_list(

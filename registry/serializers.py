@@ -75,7 +75,7 @@ class PredictResponseSerializer(RowPredictionSerializer):
 class ModelVersionSerializer(serializers.ModelSerializer):
     name = serializers.CharField(source="display_name")
     accuracy = serializers.FloatField(allow_null=True)
-    is_active = serializers.SerializerMethodField()
+    is_active = serializers.BooleanField(read_only=True)
     loaded = serializers.SerializerMethodField()
     created_by = serializers.SerializerMethodField()
 
@@ -103,9 +103,6 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "created_by",
             "metadata",
         ]
-
-    def get_is_active(self, obj) -> bool:
-        return obj.pk == self.context.get("active_id")
 
     def get_loaded(self, obj) -> bool:
         return obj.pk in self.context.get("loaded_ids", set())

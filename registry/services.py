@@ -14,14 +14,15 @@ from django.utils.dateparse import parse_datetime
 
 from mlserving.conf import app_settings
 from registry import artifacts, selectors
+from registry.cache import load_runtime
 from registry.errors import (
     ArtifactError,
-    ArtifactIntegrityError,
     ArtifactLoadError,
     ArtifactPathError,
     NoPreviousVersion,
     VersionExists,
     VersionUnavailable,
+    unservable_error,
 )
 from registry.models import (
     AliasChange,
@@ -31,6 +32,7 @@ from registry.models import (
     RegistryState,
 )
 from registry.runtimes import runtime_class
+from registry.runtimes.base import Signature
 
 logger = logging.getLogger("registry")
 
@@ -85,6 +87,16 @@ class Inspection:
     classes: list
 
 
+def artifact_signature(*, data: bytes, runtime: str = "sklearn") -> Signature:
+    """Load artifact bytes once to read what the model says about itself.
+    ArtifactLoadError when they are not a loadable model."""
+    loaded = runtime_class(runtime)(data)
+    loaded.load()
+    signature = loaded.signature()
+    loaded.unload()
+    return signature
+
+
 def artifact_inspect(*, relative_path: str, runtime: str) -> Inspection:
     """Hash and load an artifact to learn its signature. Raises
     ArtifactError subclasses when the file is missing or not loadable."""
@@ -96,15 +108,12 @@ def artifact_inspect(*, relative_path: str, runtime: str) -> Inspection:
             f"Artifact file {relative_path} cannot be read: {exc.strerror}.",
             details={"path": relative_path},
         ) from None
-    loaded = runtime_class(runtime)(data)
     try:
-        loaded.load()
+        signature = artifact_signature(data=data, runtime=runtime)
     except ArtifactError as exc:
         exc.details.setdefault("path", relative_path)
         exc.message = f"{relative_path}: {exc.message}"
         raise
-    signature = loaded.signature()
-    loaded.unload()
     return Inspection(
         sha256=artifacts.sha256_hex(data),
         size_bytes=len(data),
@@ -120,7 +129,6 @@ def _place_in_root(source: Path, *, model_name: str, version: str) -> str:
     root is copied to <root>/<model>/<version>/<filename> first."""
     relative = artifacts.relative_to_root(source)
     if relative is not None:
-        artifacts.resolve(relative)  # still refuses links that escape
         return relative
     target_dir = artifacts.artifacts_root() / model_name / version
     target_dir.mkdir(parents=True, exist_ok=True)
@@ -132,6 +140,14 @@ def _place_in_root(source: Path, *, model_name: str, version: str) -> str:
         )
     shutil.copyfile(source, target)
     return target.relative_to(artifacts.artifacts_root()).as_posix()
+
+
+def _ensure_new(model_name: str, version: str) -> None:
+    if ModelVersion.objects.filter(model__name=model_name, version=version).exists():
+        raise VersionExists(
+            f"Model {model_name!r} already has a version {version!r}.",
+            details={"model": model_name, "version": version},
+        )
 
 
 def model_version_register(
@@ -160,12 +176,7 @@ def model_version_register(
     source = Path(source)
     if not source.is_file():
         raise ArtifactLoadError(f"No file at {source}.", details={"path": str(source)})
-    existing = RegisteredModel.objects.filter(name=model_name).first()
-    if existing and existing.versions.filter(version=version).exists():
-        raise VersionExists(
-            f"Model {model_name!r} already has a version {version!r}.",
-            details={"model": model_name, "version": version},
-        )
+    _ensure_new(model_name, version)
     copied = artifacts.relative_to_root(source) is None
     relative = _place_in_root(source, model_name=model_name, version=version)
     try:
@@ -184,11 +195,7 @@ def model_version_register(
         model, _ = RegisteredModel.objects.get_or_create(
             name=model_name, defaults={"description": description}
         )
-        if model.versions.filter(version=version).exists():
-            raise VersionExists(
-                f"Model {model_name!r} already has a version {version!r}.",
-                details={"model": model_name, "version": version},
-            )
+        _ensure_new(model_name, version)  # again: another writer may have won
         row = ModelVersion.objects.create(
             model=model,
             version=version,
@@ -223,17 +230,9 @@ def model_version_verify(*, version: ModelVersion) -> ModelVersion:
     """Check the artifact against its sha256 and that it loads; record the
     outcome in `status`. Returns the version (status updated)."""
     try:
-        data = artifacts.read_verified(version.artifact_path, version.sha256)
-        runtime_class(version.runtime)(data).load()
-    except ArtifactIntegrityError as exc:
-        status, detail = ModelVersion.Status.INTEGRITY_FAILED, exc.message
+        load_runtime(version).unload()
     except ArtifactError as exc:
-        status = (
-            ModelVersion.Status.INTEGRITY_FAILED
-            if exc.code in ("artifact_missing", "artifact_path_invalid")
-            else ModelVersion.Status.LOAD_FAILED
-        )
-        detail = exc.message
+        status, detail = _status_for(exc), exc.message
     else:
         status, detail = ModelVersion.Status.READY, ""
     if version.status == ModelVersion.Status.ARCHIVED and not detail:
@@ -258,16 +257,21 @@ def model_version_mark(
     return version
 
 
+def _status_for(error: ArtifactError) -> str:
+    """A file that loads but is no model is a load failure; a changed,
+    missing or misplaced file is an integrity failure."""
+    if isinstance(error, ArtifactLoadError):
+        return ModelVersion.Status.LOAD_FAILED
+    return ModelVersion.Status.INTEGRITY_FAILED
+
+
 def model_version_mark_failed_by_id(*, version_id: int, error: ArtifactError):
     """Record that a serving process could not load a version."""
-    status = (
-        ModelVersion.Status.LOAD_FAILED
-        if isinstance(error, ArtifactLoadError)
-        else ModelVersion.Status.INTEGRITY_FAILED
-    )
     version = ModelVersion.objects.filter(pk=version_id).first()
     if version is not None:
-        model_version_mark(version=version, status=status, detail=error.message)
+        model_version_mark(
+            version=version, status=_status_for(error), detail=error.message
+        )
 
 
 def _move_alias(
@@ -329,18 +333,12 @@ def _ensure_servable(version: ModelVersion) -> None:
         )
     model_version_verify(version=version)
     if version.status != ModelVersion.Status.READY:
-        error = (
-            ArtifactIntegrityError
-            if version.status == ModelVersion.Status.INTEGRITY_FAILED
-            else ArtifactLoadError
-        )
-        raise error(
-            f"Cannot activate {version}: {version.status_detail}",
-            details={
-                "version": version.version,
-                "path": version.artifact_path,
-                "status": version.status,
-            },
+        raise unservable_error(
+            label=str(version),
+            version=version.version,
+            status=version.status,
+            detail=version.status_detail,
+            path=version.artifact_path,
         )
 
 
@@ -413,6 +411,9 @@ def artifacts_sync(*, model_name: str | None = None) -> SyncReport:
     model = RegisteredModel.objects.filter(name=model_name).first()
     for found in artifacts.discover():
         label = f"{model_name}:{found.version}"
+        if found.metadata_error:
+            report.failed.append(f"{label}: metadata {found.metadata_error}")
+            continue
         existing = (
             model.versions.filter(version=found.version).first() if model else None
         )

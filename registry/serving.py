@@ -15,12 +15,7 @@ from django.db import DatabaseError
 from mlserving.errors import ApplicationError
 from registry.cache import ModelCache
 from registry.catalog import Catalog, ModelEntry, Snapshot, VersionEntry
-from registry.errors import (
-    ArtifactError,
-    ArtifactIntegrityError,
-    ArtifactLoadError,
-    NoActiveVersion,
-)
+from registry.errors import ArtifactError, NoActiveVersion, unservable_error
 from registry.prediction_cache import PredictionCache
 from registry.runtimes import ModelRuntime
 
@@ -54,19 +49,6 @@ def _on_catalog_change(old: Snapshot, new: Snapshot) -> None:
 catalog.on_change(_on_catalog_change)
 
 
-def _unservable_error(entry: VersionEntry) -> ArtifactError:
-    cls = ArtifactLoadError if entry.status == "load_failed" else ArtifactIntegrityError
-    return cls(
-        f"{entry.model}:{entry.version} cannot be served "
-        f"({entry.status}): {entry.status_detail}",
-        details={
-            "version": entry.version,
-            "status": entry.status,
-            "path": entry.artifact_path,
-        },
-    )
-
-
 def _report_failure(entry: VersionEntry, error: ArtifactError) -> None:
     with _failures_lock:
         _failures[entry.id] = (entry.sha256, error)
@@ -83,7 +65,13 @@ def runtime_get(entry: VersionEntry) -> ModelRuntime:
     """The loaded runtime for one version. ArtifactError if it cannot be
     served; the failure is recorded on the version."""
     if not entry.servable:
-        raise _unservable_error(entry)
+        raise unservable_error(
+            label=f"{entry.model}:{entry.version}",
+            version=entry.version,
+            status=entry.status,
+            detail=entry.status_detail,
+            path=entry.artifact_path,
+        )
     failed = _failures.get(entry.id)
     if failed is not None and failed[0] == entry.sha256:
         raise failed[1]

@@ -58,11 +58,7 @@ class PredictApi(APIView):
         body = raw.body
         if len(body) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
             # Chunked bodies carry no Content-Length for Django to check.
-            raise PayloadTooLarge(
-                "The request body is larger than the limit of "
-                f"{settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
-                details={"limit_bytes": settings.DATA_UPLOAD_MAX_MEMORY_SIZE},
-            )
+            raise PayloadTooLarge.body_over(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
         payload = inference.prediction_serve(
             body=body, request_id=request_id, started=started
         )
@@ -82,13 +78,8 @@ class ModelsApi(APIView):
         model = selectors.model_get(name=request.query_params.get("model"))
         active = selectors.model_version_get_active(model=model)
         loaded = [e for e in serving.model_cache.loaded() if e.model == model.name]
-        context = {
-            "active_id": active.pk if active else None,
-            "loaded_ids": {e.id for e in loaded},
-        }
-        versions = selectors.model_version_list(model=model).select_related(
-            "created_by"
-        )
+        context = {"loaded_ids": {e.id for e in loaded}}
+        versions = selectors.model_version_list(model=model)
         return Response(
             {
                 "model": model.name,

@@ -164,3 +164,17 @@ def test_upload_of_a_non_model_file_is_a_form_error(admin_client, two_versions):
     assert response.status_code == 200
     assert "not a loadable joblib/pickle file" in response.content.decode()
     assert not ModelVersion.objects.filter(version="v9").exists()
+
+
+def test_change_pages_show_which_version_is_active(admin_client, two_versions):
+    # the flag comes from the row's own query, never from another request
+    admin_client.get("/admin/registry/modelversion/")
+    admin_client.post(f"/admin/registry/modelversion/{two_versions['v2'].pk}/activate/")
+    page = admin_client.get(
+        f"/admin/registry/modelversion/{two_versions['v1'].pk}/change/"
+    ).content.decode()
+    assert 'alt="False"' in page and 'alt="True"' not in page
+    page = admin_client.get(
+        f"/admin/registry/modelversion/{two_versions['v2'].pk}/change/"
+    ).content.decode()
+    assert 'alt="True"' in page

@@ -172,3 +172,14 @@ def test_a_refused_file_from_outside_leaves_no_copy(db, artifacts_root, tmp_path
     with pytest.raises(ArtifactLoadError):
         services.model_version_register(model_name="m", version="v1", source=junk)
     assert not (artifacts_root / "m" / "v1" / "junk.joblib").exists()
+
+
+def test_sync_refuses_an_artifact_whose_metadata_is_broken(
+    db, artifacts_root, estimators
+):
+    dump(artifacts_root, "model_v1.0.pkl", estimators["lr"])
+    (artifacts_root / "model_v1.0.json").write_text('{"accuracy": 0.9,')
+    report = services.artifacts_sync()
+    assert report.registered == []
+    assert report.failed and "model_v1.0.json" in report.failed[0]
+    assert not ModelVersion.objects.exists()
