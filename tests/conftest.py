@@ -155,28 +155,31 @@ class ServerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "granian",
+            "--interface",
+            "wsgi",
+            "--workers",
+            str(self.workers),
+            "--runtime-mode",
+            "st",
+            "--blocking-threads",
+            "1",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--no-access-log",
+            "mlserving.wsgi:application",
+        ]
+
     def start(self, timeout: float = 30.0) -> "ServerProcess":
         self.log = open(Path(self.env["VAR_DIR"]) / f"server-{self.port}.log", "w")
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "granian",
-                "--interface",
-                "wsgi",
-                "--workers",
-                str(self.workers),
-                "--runtime-mode",
-                "st",
-                "--blocking-threads",
-                "1",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--no-access-log",
-                "mlserving.wsgi:application",
-            ],
+            self.command(),
             cwd=ROOT,
             env=self.env,
             stdout=self.log,
@@ -233,14 +236,39 @@ def server_env(transactional_db, artifacts_root, tmp_path):
     return env
 
 
+class AsgiServerProcess(ServerProcess):
+    """The ASGI app (websockets and the same HTTP routes) under uvicorn, as
+    the Procfile's ws process runs it."""
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "mlserving.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--no-access-log",
+        ]
+
+
 @pytest.fixture
 def start_server(server_env):
+    """start_server(**env) -> a granian WSGI server; pass asgi=True for the
+    uvicorn ASGI server (websockets) instead."""
     started: list[ServerProcess] = []
 
     def start(**overrides) -> ServerProcess:
         workers = overrides.pop("workers", 1)
+        kind = AsgiServerProcess if overrides.pop("asgi", False) else ServerProcess
         env = {**server_env, **{k: str(v) for k, v in overrides.items()}}
-        server = ServerProcess(env, workers=workers).start()
+        server = kind(env, workers=workers).start()
         started.append(server)
         return server
 
