@@ -18,4 +18,6 @@ if python -m mlserving.embedded_redis --needed; then
 fi
 echo "run.sh: starting $procs" >&2
 echo "run.sh: http://${HOST:-127.0.0.1}:${WEB_PORT:-8000}/  (API docs at /docs, admin at /admin/)" >&2
+# Prometheus counters of an earlier run would be summed with this one.
+rm -rf "${PROMETHEUS_MULTIPROC_DIR:-${VAR_DIR:-var}/prometheus}"
 exec honcho -f Procfile start $procs

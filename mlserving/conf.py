@@ -1,12 +1,13 @@
-"""The serving knobs, read lazily from settings.MLSERVING.
+"""Settings dictionaries read lazily: `app_settings` (settings.MLSERVING,
+the serving knobs) and `monitoring_settings` (settings.MONITORING).
 
-Modules never read settings at import time; they ask `app_settings` when
-they need a value, so tests can override settings and see the change.
+Modules never read settings at import time; they ask when they need a
+value, so tests can override settings and see the change.
 """
 
 from django.conf import settings
 
-DEFAULTS = {
+SERVING_DEFAULTS = {
     "DEFAULT_MODEL_NAME": "default",
     "DEFAULT_MODEL_VERSION": "v1.0",
     "MAX_MODELS_IN_MEMORY": 3,
@@ -22,12 +23,35 @@ DEFAULTS = {
     "ALIAS": "production",
 }
 
+MONITORING_DEFAULTS = {
+    "ENABLED": True,
+    "EVENT_FLUSH_INTERVAL": 0.25,
+    "EVENT_BATCH_SIZE": 500,
+    "EVENT_BUFFER_SIZE": 200_000,
+    "LOG_FEATURES": False,
+    "ROLLUP_INTERVAL": 2,
+    "SYSTEM_SAMPLE_INTERVAL": 10,
+    "EVENT_RETENTION_HOURS": 48.0,
+    "SYSTEM_RETENTION_HOURS": 168.0,
+    "SNAPSHOT_MINUTES": 15,
+    "METRICS_WINDOW": "1h",
+    "WEBSOCKET_URL": "",
+    "WS_PORT": 8001,
+    "EVENT_WRITER_THREAD": True,
+}
+
 
 class AppSettings:
+    def __init__(self, setting: str, defaults: dict):
+        self._setting = setting
+        self._defaults = defaults
+
     def __getattr__(self, name: str):
-        if name not in DEFAULTS:
+        defaults = self.__dict__.get("_defaults", {})
+        if name not in defaults:
             raise AttributeError(name)
-        return getattr(settings, "MLSERVING", {}).get(name, DEFAULTS[name])
+        return getattr(settings, self._setting, {}).get(name, defaults[name])
 
 
-app_settings = AppSettings()
+app_settings = AppSettings("MLSERVING", SERVING_DEFAULTS)
+monitoring_settings = AppSettings("MONITORING", MONITORING_DEFAULTS)

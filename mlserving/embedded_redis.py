@@ -120,6 +120,9 @@ def main() -> None:
     socket_path.unlink(missing_ok=True)
     args = server_args(socket_path, data_dir)
     print(f"embedded Redis on unix socket {socket_path}", flush=True)
+    from monitoring.roles import role_register
+
+    role_register("redis")  # exec keeps this pid
     os.execv(args[0], args)
 
 

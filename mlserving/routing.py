@@ -1,6 +1,10 @@
 """Websocket routes, served by the ASGI process behind the auth middleware
-and the origin check in mlserving/asgi.py. The live metrics consumer joins
-this list with the monitoring work; until then no websocket path exists
-and a connection attempt is refused."""
+and the origin check in mlserving/asgi.py."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from monitoring.consumers import MetricsConsumer
+
+websocket_urlpatterns = [
+    path("ws/metrics/", MetricsConsumer.as_asgi()),
+]

@@ -8,6 +8,7 @@ guess (SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL, the Redis location) must be
 given, or start-up stops with ImproperlyConfigured.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -68,6 +69,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
+    "django_celery_beat",
     "registry",
     "experiments",
     "monitoring",
@@ -136,14 +138,10 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
-ARTIFACT_VERIFY_INTERVAL = env.float("ARTIFACT_VERIFY_INTERVAL", 300.0)
-CELERY_BEAT_SCHEDULE = {
-    "verify-artifacts": {
-        "task": "registry.tasks.artifacts_verify_task",
-        "schedule": ARTIFACT_VERIFY_INTERVAL,
-    },
-}
+# Schedules live in the database (django-celery-beat), editable in the
+# admin; `monitoring.schedules` creates the missing ones after migrate.
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+ARTIFACT_VERIFY_INTERVAL = env.int("ARTIFACT_VERIFY_INTERVAL", 300)
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -225,6 +223,50 @@ MLSERVING = {
     "API_KEYS": [k for k in env.list("API_KEYS", default=[]) if k],
     "ALIAS": "production",
 }
+
+# --- Monitoring -----------------------------------------------------------
+MONITORING = {
+    # Off: no prediction events and no Prometheus counters (benchmarks
+    # compare the two).
+    "ENABLED": env.bool("MONITORING_ENABLED", True),
+    # Each web process buffers events in memory and writes them in batches
+    # from a background thread: every EVENT_FLUSH_INTERVAL seconds, or at
+    # once when EVENT_BATCH_SIZE are waiting.
+    "EVENT_FLUSH_INTERVAL": env.float("EVENT_FLUSH_INTERVAL", 0.25),
+    "EVENT_BATCH_SIZE": env.int("EVENT_BATCH_SIZE", 500),
+    # Events a process holds while the database is unreachable; past this,
+    # new events are dropped and counted (events_dropped in /metrics).
+    "EVENT_BUFFER_SIZE": env.int("EVENT_BUFFER_SIZE", 200_000),
+    # Store each request's feature rows with its event (for drift checks).
+    "LOG_FEATURES": env.bool("LOG_FEATURES", False),
+    # Whole seconds between rollup runs, and between psutil samples: the
+    # initial beat schedules (editable in the admin afterwards).
+    "ROLLUP_INTERVAL": env.int("ROLLUP_INTERVAL", 2),
+    "SYSTEM_SAMPLE_INTERVAL": env.int("SYSTEM_SAMPLE_INTERVAL", 10),
+    # Raw events older than this are deleted; rollups stay.
+    "EVENT_RETENTION_HOURS": env.float("EVENT_RETENTION_HOURS", 48.0),
+    # System samples older than this are deleted.
+    "SYSTEM_RETENTION_HOURS": env.float("SYSTEM_RETENTION_HOURS", 168.0),
+    # Minutes of rollups a dashboard gets when its websocket connects.
+    "SNAPSHOT_MINUTES": env.int("SNAPSHOT_MINUTES", 15),
+    # Default window of GET /metrics.
+    "METRICS_WINDOW": env.str("METRICS_WINDOW", "1h"),
+    # Absolute ws:// or wss:// URL of /ws/metrics/ as browsers reach it
+    # (behind a proxy); blank: this host on WS_PORT.
+    "WEBSOCKET_URL": env.str("WEBSOCKET_URL", ""),
+    "WS_PORT": env.int("WS_PORT", 8001),
+    # The background writer thread; tests write synchronously instead.
+    "EVENT_WRITER_THREAD": True,
+}
+
+# Prometheus counters are shared by every process of this deployment
+# through files in this directory (prometheus_client's multiprocess mode);
+# run.sh empties it at start. Set before prometheus_client is imported.
+PROMETHEUS_MULTIPROC_DIR = _path(
+    env.str("PROMETHEUS_MULTIPROC_DIR", default=str(VAR_DIR / "prometheus"))
+)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(PROMETHEUS_MULTIPROC_DIR)
+PROMETHEUS_MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
 
 LOGGING = {
     "version": 1,

@@ -10,7 +10,7 @@ from drf_spectacular.views import (
     SpectacularSwaggerView,
 )
 
-from monitoring.views import DashboardView, HealthApi, MetricsApi
+from monitoring.views import DashboardView, HealthApi, MetricsApi, PrometheusApi
 from registry.views import (
     ModelActivateApi,
     ModelRollbackApi,
@@ -37,6 +37,7 @@ urlpatterns = [
         name="activate",
     ),
     path("metrics", MetricsApi.as_view(), name="metrics"),
+    path("metrics/prometheus", PrometheusApi.as_view(), name="prometheus"),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="schema"),
     path("openapi.yaml", SpectacularAPIView.as_view(), name="schema-yaml"),
     path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),

@@ -1,6 +1,18 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+def _ensure_schedules(sender, using="default", **kwargs) -> None:
+    from monitoring.schedules import schedules_ensure
+
+    schedules_ensure()
 
 
 class MonitoringConfig(AppConfig):
     name = "monitoring"
     verbose_name = "Monitoring"
+
+    def ready(self) -> None:
+        # Infrastructure, not domain logic: the beat schedules must exist
+        # in any database that has been migrated (tests' included).
+        post_migrate.connect(_ensure_schedules, sender=self)

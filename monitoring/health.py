@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 
 from mlserving import redis_url
+from monitoring.events import writer
 from registry import serving
 
 STARTED_AT = time.time()
@@ -82,6 +83,11 @@ def health_report() -> tuple[dict, int]:
     ]
     if failures:
         problems.extend(f["message"] for f in failures)
+    if writer.dropped:
+        problems.append(
+            f"{writer.dropped} prediction events dropped: the event buffer "
+            "was full (is the database reachable?)"
+        )
     loaded = [f"{e.model}:{e.version}" for e in serving.model_cache.loaded()]
     status = "healthy" if not problems else "degraded"
     if not database["ok"]:
@@ -97,6 +103,7 @@ def health_report() -> tuple[dict, int]:
         "active_version": models.get(default, {}).get("active_version"),
         "models": models,
         "models_loaded": loaded,
+        "events": writer.stats(),
         "problems": problems,
     }
     return report, (200 if database["ok"] else 503)

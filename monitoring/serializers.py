@@ -16,35 +16,93 @@ class HealthSerializer(serializers.Serializer):
     active_version = serializers.CharField(allow_null=True)
     models = serializers.DictField()
     models_loaded = serializers.ListField(child=serializers.CharField())
+    events = serializers.DictField(
+        help_text="This process's event writer: buffered, written, dropped."
+    )
     problems = serializers.ListField(child=serializers.CharField())
 
 
-class VersionMetricsSerializer(serializers.Serializer):
+class LatencySerializer(serializers.Serializer):
+    avg = serializers.FloatField(allow_null=True)
+    p50 = serializers.FloatField(allow_null=True)
+    p95 = serializers.FloatField(allow_null=True)
+    p99 = serializers.FloatField(allow_null=True)
+    max = serializers.FloatField(allow_null=True)
+
+
+class RatesSerializer(serializers.Serializer):
+    success_rate = serializers.FloatField(allow_null=True)
+    error_rate = serializers.FloatField(allow_null=True)
+    avg_confidence = serializers.FloatField(allow_null=True)
+    accuracy = serializers.FloatField(
+        allow_null=True,
+        help_text="Share of correct predictions among those "
+        "with a true label from feedback.",
+    )
+    labels = serializers.IntegerField()
+    conversions = serializers.IntegerField()
+    conversion_rate = serializers.FloatField(allow_null=True)
+
+
+class VersionMetricsSerializer(RatesSerializer):
     model = serializers.CharField()
     model_version = serializers.CharField()
-    predictions = serializers.IntegerField()
-    avg_processing_time_ms = serializers.FloatField()
-    avg_confidence = serializers.FloatField(allow_null=True)
+    predictions = serializers.IntegerField(help_text="Requests served.")
+    successful_predictions = serializers.IntegerField()
+    failed_predictions = serializers.IntegerField()
+    share = serializers.FloatField(allow_null=True)
+    avg_processing_time_ms = serializers.FloatField(allow_null=True)
+    processing_time_ms = LatencySerializer()
+    errors_by_code = serializers.DictField(child=serializers.IntegerField())
+    class_counts = serializers.DictField(child=serializers.IntegerField())
+
+
+class ArmMetricsSerializer(RatesSerializer):
+    experiment = serializers.CharField()
+    arm = serializers.CharField()
+    model_version = serializers.CharField()
+    requests = serializers.IntegerField()
     share = serializers.FloatField()
 
 
-class MetricsSerializer(serializers.Serializer):
-    scope = serializers.CharField(
-        help_text="'process': counters of the server process that answered."
+class PipelineSerializer(serializers.Serializer):
+    rollup_interval_seconds = serializers.IntegerField()
+    last_rollup_at = serializers.CharField(allow_null=True)
+    seconds_since_last_rollup = serializers.FloatField(allow_null=True)
+    last_rollup_seconds = serializers.FloatField(allow_null=True)
+    events_buffered_here = serializers.IntegerField()
+    events_written_here = serializers.IntegerField()
+    events_dropped_here = serializers.IntegerField(
+        help_text="Events this process dropped because its buffer was full "
+        "(all processes: mlserving_events_dropped_total in /metrics/prometheus)."
     )
+    event_write_error = serializers.CharField(allow_null=True)
     pid = serializers.IntegerField()
-    since = serializers.FloatField()
-    uptime_seconds = serializers.FloatField()
+
+
+class MetricsSerializer(RatesSerializer):
+    window = serializers.CharField()
+    window_seconds = serializers.FloatField()
+    scope = serializers.CharField(
+        help_text="'all processes': computed from the shared rollups."
+    )
+    since = serializers.CharField()
+    until = serializers.CharField()
     total_requests = serializers.IntegerField()
     successful_predictions = serializers.IntegerField()
     failed_predictions = serializers.IntegerField()
-    success_rate = serializers.FloatField(allow_null=True)
     rows_predicted = serializers.IntegerField()
     cache_hits = serializers.IntegerField()
     avg_processing_time_ms = serializers.FloatField(allow_null=True)
-    max_processing_time_ms = serializers.FloatField()
-    avg_confidence = serializers.FloatField(allow_null=True)
+    max_processing_time_ms = serializers.FloatField(allow_null=True)
+    processing_time_ms = LatencySerializer()
     errors_by_code = serializers.DictField(child=serializers.IntegerField())
+    class_counts = serializers.DictField(child=serializers.IntegerField())
     by_version = VersionMetricsSerializer(many=True)
+    ab_distribution = ArmMetricsSerializer(many=True)
+    pipeline = PipelineSerializer()
     models_loaded = serializers.ListField(child=serializers.CharField())
-    system = serializers.DictField()
+    system = serializers.DictField(help_text="Live readings of the answering host.")
+    system_sampled = serializers.DictField(
+        allow_null=True, help_text="The latest stored psutil sample."
+    )

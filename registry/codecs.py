@@ -34,6 +34,9 @@ class PredictRequest:
     model: str | None
     model_version: str | None
     use_ab_testing: bool
+    # Who the request is about (`user_id` in the body): logged with the
+    # event; experiments assign arms by it.
+    subject_key: str = ""
 
 
 def request_id_from(header: str | None) -> str:
@@ -158,6 +161,24 @@ def _optional_str(data: dict, key: str) -> str | None:
     return value
 
 
+def _subject_key(data: dict) -> str:
+    value = data.get("user_id")
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValidationFailed(
+            '"user_id" must be a string or an integer.',
+            details={"field": "user_id", "type": _kind(value)},
+        )
+    value = str(value)
+    if not 0 < len(value) <= 200:
+        raise ValidationFailed(
+            '"user_id" must have 1 to 200 characters.',
+            details={"field": "user_id", "length": len(value)},
+        )
+    return value
+
+
 def decode_predict(body: bytes, *, max_rows: int) -> PredictRequest:
     """Parse and validate a /predict body. Raises BadRequest (400),
     MalformedJSON (400), InvalidFeatures / ValidationFailed (422) or
@@ -188,6 +209,7 @@ def decode_predict(body: bytes, *, max_rows: int) -> PredictRequest:
         model=_optional_str(data, "model"),
         model_version=_optional_str(data, "model_version"),
         use_ab_testing=use_ab,
+        subject_key=_subject_key(data),
     )
 
 

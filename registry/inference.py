@@ -12,10 +12,17 @@ import time
 from contextlib import contextmanager
 
 import numpy as np
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 
-from mlserving.conf import app_settings
-from mlserving.errors import ApplicationError, Overloaded, RequestTimeout
-from monitoring.counters import counters
+from mlserving.conf import app_settings, monitoring_settings
+from mlserving.errors import (
+    ApplicationError,
+    Overloaded,
+    PayloadTooLarge,
+    RequestTimeout,
+)
+from monitoring import events
 from registry import codecs, serving
 from registry.catalog import ModelEntry, Snapshot
 from registry.errors import (
@@ -97,14 +104,25 @@ def _infer_within_deadline(runtime, rows, started: float):
     return np.concatenate(labels), proba
 
 
-def prediction_serve(*, body: bytes, request_id: str, started: float) -> bytes:
-    """Answer one /predict body; the encoded JSON response.
+def prediction_serve(
+    *, read_body, request_id: str, started: float, arrived: float
+) -> bytes:
+    """Answer one /predict body (read by `read_body()`); the encoded JSON
+    response.
 
     Raises ApplicationError subclasses for every client-visible failure
-    (bad input, unknown or unservable version, overload); each outcome is
-    counted before it leaves.
+    (bad input, unknown or unservable version, overload). Every outcome,
+    unexpected errors included, leaves a prediction event behind.
     """
+    request = entry = None
     try:
+        try:
+            body = read_body()
+        except RequestDataTooBig:
+            body = None
+        if body is None or len(body) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+            # Chunked bodies carry no Content-Length for Django to check.
+            raise PayloadTooLarge.body_over(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
         with _admission():
             request = codecs.decode_predict(body, max_rows=app_settings.MAX_BATCH_ROWS)
             entry, runtime, routing = _choose(serving.catalog.snapshot(), request)
@@ -127,8 +145,13 @@ def prediction_serve(*, body: bytes, request_id: str, started: float) -> bytes:
             else:
                 labels, proba = hit
     except ApplicationError as error:
-        counters.record_error(
-            code=error.code, latency_ms=(time.perf_counter() - started) * 1e3
+        _record_failure(
+            error.code, error.status_code, request, entry, request_id, started, arrived
+        )
+        raise
+    except Exception:
+        _record_failure(
+            "internal_error", 500, request, entry, request_id, started, arrived
         )
         raise
     latency_ms = (time.perf_counter() - started) * 1e3
@@ -146,12 +169,36 @@ def prediction_serve(*, body: bytes, request_id: str, started: float) -> bytes:
             "cached": hit is not None,
         },
     )
-    counters.record_success(
-        model=entry.model,
-        version=entry.version,
-        latency_ms=latency_ms,
-        rows=len(labels),
-        confidence_sum=(float(proba.max(axis=1).sum()) if proba is not None else None),
-        cached=hit is not None,
+    events.record(
+        events.Event(
+            created=arrived,
+            request_id=request_id,
+            model=entry.model,
+            version=entry.version,
+            latency_ms=latency_ms,
+            outcome="ok",
+            status_code=200,
+            labels=labels,
+            proba=proba,
+            subject_key=request.subject_key,
+            cached=hit is not None,
+            features=rows if monitoring_settings.LOG_FEATURES else None,
+        )
     )
     return payload
+
+
+def _record_failure(code, status_code, request, entry, request_id, started, arrived):
+    model = entry.model if entry else (request.model if request else None)
+    events.record(
+        events.Event(
+            created=arrived,
+            request_id=request_id,
+            model=model or app_settings.DEFAULT_MODEL_NAME or "",
+            version=entry.version if entry else "",
+            latency_ms=(time.perf_counter() - started) * 1e3,
+            outcome=code,
+            status_code=status_code,
+            subject_key=request.subject_key if request else "",
+        )
+    )

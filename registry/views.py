@@ -3,14 +3,12 @@
 import os
 import time
 
-from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from mlserving.auth import ApiKeyAuthentication, SessionReadAuthentication
-from mlserving.errors import PayloadTooLarge
 from mlserving.json import JSONOnlyNegotiation
 from mlserving.openapi import error_responses
 from registry import codecs, inference, selectors, services, serving
@@ -52,15 +50,15 @@ class PredictApi(APIView):
     )
     def post(self, request):
         started = time.perf_counter()
+        arrived = time.time()
         raw = request._request  # skip DRF's attribute proxy on the hot path
         request_id = codecs.request_id_from(raw.META.get("HTTP_X_REQUEST_ID"))
         request.request_id = request_id
-        body = raw.body
-        if len(body) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
-            # Chunked bodies carry no Content-Length for Django to check.
-            raise PayloadTooLarge.body_over(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
         payload = inference.prediction_serve(
-            body=body, request_id=request_id, started=started
+            read_body=lambda: raw.body,
+            request_id=request_id,
+            started=started,
+            arrived=arrived,
         )
         response = HttpResponse(payload, content_type="application/json")
         response["X-Request-ID"] = request_id

@@ -21,7 +21,7 @@ from sklearn.linear_model import LogisticRegression
 
 from mlserving import redis_url
 from mlserving.embedded_redis import EmbeddedRedis
-from monitoring.counters import counters
+from monitoring.events import writer as event_writer
 from registry import services, serving
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,9 +31,10 @@ SEED_FEATURES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 @pytest.fixture(autouse=True)
 def _fresh_process_state():
     serving.reset()
-    counters.reset()
+    event_writer.reset()
     yield
     serving.reset()
+    event_writer.reset()
 
 
 @pytest.fixture(scope="session")
@@ -89,6 +90,15 @@ def two_versions(db, artifacts_root, estimators):
     )
     services.model_version_activate(version=v1, actor="test")
     return {"v1": v1, "v2": v2, "root": artifacts_root}
+
+
+def settle_metrics() -> None:
+    """Write this process's buffered events and roll them up, as the event
+    writer thread and the beat-scheduled rollup would."""
+    from monitoring import services as monitoring_services
+
+    event_writer.flush()
+    monitoring_services.rollup_run(push=False)
 
 
 def flip_one_byte(path: Path, offset: int = -10) -> None:
@@ -221,7 +231,8 @@ def server_env(transactional_db, artifacts_root, tmp_path):
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL")
+        if k
+        not in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "PROMETHEUS_MULTIPROC_DIR")
     }
     env.update(
         DJANGO_SETTINGS_MODULE="mlserving.settings",

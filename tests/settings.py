@@ -12,3 +12,14 @@ os.environ.setdefault("DEBUG", "true")
 from mlserving.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Tests write events synchronously (monitoring.events.writer.flush()) in
+# their own transaction; server processes they start use the thread.
+MONITORING = {**MONITORING, "EVENT_WRITER_THREAD": False}  # noqa: F405
+
+# One SQLite test database per pytest process, so two test runs on one
+# checkout never share (or delete) each other's file.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    DATABASES["default"]["TEST"] = {  # noqa: F405
+        "NAME": str(_var / f"test_db_{os.getpid()}.sqlite3")
+    }

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from registry.models import AliasChange
-from tests.conftest import SEED_FEATURES, flip_one_byte
+from tests.conftest import SEED_FEATURES, flip_one_byte, settle_metrics
 
 
 def predict(client, **fields):
@@ -153,7 +153,9 @@ def test_metrics_counts_successes_and_errors(client, two_versions):
         predict(client)
     predict(client, model_version="v2.0")
     client.post("/predict", "{", content_type="application/json")
+    settle_metrics()
     body = client.get("/metrics").json()
+    assert body["scope"] == "all processes"
     assert body["total_requests"] == 5
     assert body["successful_predictions"] == 4
     assert body["errors_by_code"] == {"malformed_json": 1}

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from mlserving.embedded_redis import EmbeddedRedis
+from monitoring.schedules import schedules_ensure
 from registry.models import ModelVersion
 from tests.conftest import ROOT, SEED_FEATURES, flip_one_byte
 
@@ -103,8 +105,16 @@ def test_celery_worker_and_beat_run_the_periodic_task(
     two_versions, server_env, redis_service, tmp_path
 ):
     """A real worker and beat against real Redis (not eager mode): the
-    beat-scheduled artifact check finds a tampered file and marks it."""
-    env = {**server_env, "ARTIFACT_VERIFY_INTERVAL": "1"}
+    beat-scheduled artifact check finds a tampered file and marks it. The
+    schedule is edited in the database, as staff would in the admin."""
+    env = server_env
+    schedules_ensure()
+    every_second, _ = IntervalSchedule.objects.get_or_create(
+        every=1, period=IntervalSchedule.SECONDS
+    )
+    PeriodicTask.objects.filter(task="registry.tasks.artifacts_verify_task").update(
+        interval=every_second
+    )
     flip_one_byte(two_versions["root"] / "model_v2.0.pkl")
     celery = [sys.executable, "-m", "celery", "-A", "mlserving"]
     log = open(tmp_path / "celery.log", "w")
@@ -133,8 +143,6 @@ def test_celery_worker_and_beat_run_the_periodic_task(
                 "beat",
                 "--loglevel",
                 "INFO",
-                "--schedule",
-                str(tmp_path / "beat-schedule"),
             ],
             cwd=ROOT,
             env=env,

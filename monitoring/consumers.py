@@ -1,0 +1,35 @@
+"""The dashboard's websocket: join the metrics group, send the snapshot,
+forward broadcasts. Staff only, or anyone while DEBUG is on."""
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+
+from monitoring import selectors
+from monitoring.broadcast import metrics_group
+
+# Sent as the close code when a user may not watch (before accept the
+# server answers the handshake with 403).
+FORBIDDEN = 4403
+
+
+def may_watch(user) -> bool:
+    if settings.DEBUG:
+        return True
+    return bool(user and user.is_active and user.is_staff)
+
+
+class MetricsConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self):
+        if not may_watch(self.scope.get("user")):
+            await self.close(code=FORBIDDEN)
+            return
+        await self.channel_layer.group_add(metrics_group(), self.channel_name)
+        await self.accept()
+        await self.send_json(await database_sync_to_async(selectors.metrics_snapshot)())
+
+    async def disconnect(self, code):
+        await self.channel_layer.group_discard(metrics_group(), self.channel_name)
+
+    async def metrics_updated(self, event):
+        await self.send_json(event["message"])

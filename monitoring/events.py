@@ -1,0 +1,232 @@
+"""Prediction events, off the request path.
+
+`record()` appends a tuple to a bounded in-process buffer (a deque append:
+well under a microsecond) and returns; the request never waits on the
+database. A background thread in each process drains the buffer every
+EVENT_FLUSH_INTERVAL seconds (sooner once EVENT_BATCH_SIZE are waiting),
+counts each event in the Prometheus metrics, and writes the batch to the
+database. When the database is unreachable the thread keeps the batch and
+retries with backoff; the buffer holds up to EVENT_BUFFER_SIZE events in
+all, and what arrives past that is dropped and counted (never silently).
+At interpreter exit the thread writes what it still holds.
+"""
+
+import atexit
+import logging
+import os
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+from django.db import DatabaseError, connection
+
+from mlserving.conf import monitoring_settings
+from monitoring import prometheus
+from monitoring.models import PredictionEvent
+
+logger = logging.getLogger(__name__)
+
+MAX_BACKOFF_SECONDS = 5.0
+
+
+@dataclass(slots=True)
+class Event:
+    created: float  # time.time() at arrival
+    request_id: str
+    model: str
+    version: str
+    latency_ms: float
+    outcome: str  # "ok" or the error code
+    status_code: int
+    labels: np.ndarray | None = None
+    proba: np.ndarray | None = None
+    experiment: str = ""
+    arm: str = ""
+    subject_key: str = ""
+    cached: bool = False
+    features: np.ndarray | None = None
+
+
+def _class_key(label) -> str:
+    return str(label.item() if isinstance(label, np.generic) else label)
+
+
+def to_row(event: Event) -> PredictionEvent:
+    """The database row for an event (runs in the writer thread, so the
+    request pays none of this)."""
+    labels, proba = event.labels, event.proba
+    rows = 0 if labels is None else len(labels)
+    predicted, class_counts = "", None
+    if rows == 1:
+        predicted = _class_key(labels[0])
+    elif rows > 1:
+        keys, counts = np.unique(labels, return_counts=True)
+        class_counts = {
+            _class_key(k): int(c) for k, c in zip(keys, counts, strict=True)
+        }
+    confidence = None
+    if proba is not None and rows:
+        confidence = float(proba.max(axis=1).mean())
+    features = None
+    if event.features is not None:
+        features = event.features.tolist()
+    return PredictionEvent(
+        event_id=uuid.uuid4(),
+        request_id=event.request_id,
+        created_at=datetime.fromtimestamp(event.created, UTC),
+        model=event.model,
+        version=event.version,
+        experiment=event.experiment,
+        arm=event.arm,
+        latency_ms=event.latency_ms,
+        outcome=event.outcome,
+        status_code=event.status_code,
+        rows=rows,
+        predicted_class=predicted,
+        class_counts=class_counts,
+        confidence=confidence,
+        subject_key=event.subject_key,
+        cached=event.cached,
+        features=features,
+    )
+
+
+class EventWriter:
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._reset_state()
+        atexit.register(self.close)
+
+    def _reset_state(self) -> None:
+        self._pid = os.getpid()
+        self._buffer: deque[Event] = deque()
+        self._pending: list[PredictionEvent] = []
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.dropped = 0
+        self.written = 0
+        self.failures = 0
+        self.last_error: str | None = None
+        self.last_flush_at: float | None = None
+
+    # --- the request side -------------------------------------------------
+
+    def record(self, event: Event) -> None:
+        if self._pid != os.getpid():  # forked: the parent's thread is gone
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._reset_state()
+        if len(self._buffer) + len(self._pending) >= (
+            monitoring_settings.EVENT_BUFFER_SIZE
+        ):
+            self.dropped += 1
+            prometheus.events_dropped()
+            return
+        self._buffer.append(event)
+        if self._thread is None and monitoring_settings.EVENT_WRITER_THREAD:
+            self._start()
+        elif len(self._buffer) >= monitoring_settings.EVENT_BATCH_SIZE:
+            self._wake.set()
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer) + len(self._pending)
+
+    def stats(self) -> dict:
+        return {
+            "pid": self._pid,
+            "buffered": self.buffered,
+            "written": self.written,
+            "dropped": self.dropped,
+            "write_failures": self.failures,
+            "last_error": self.last_error,
+            "last_flush_at": self.last_flush_at,
+        }
+
+    # --- the writer side --------------------------------------------------
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="event-writer", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        backoff = 0.0
+        while not self._stop.is_set():
+            self._wake.wait(backoff or monitoring_settings.EVENT_FLUSH_INTERVAL)
+            self._wake.clear()
+            backoff = (
+                0.0
+                if self.flush()
+                else min(MAX_BACKOFF_SECONDS, max(0.25, backoff * 2))
+            )
+        self.flush()
+        connection.close()
+
+    def _drain(self) -> None:
+        buffer, pending = self._buffer, self._pending
+        drained = []
+        while buffer:
+            try:
+                drained.append(buffer.popleft())
+            except IndexError:
+                break
+        if drained:
+            prometheus.observe(drained)
+            pending.extend(to_row(event) for event in drained)
+        prometheus.buffered(len(pending))
+
+    def flush(self) -> bool:
+        """Write everything buffered; False if the database refused (the
+        events stay pending for the next try)."""
+        self._drain()
+        batch_size = monitoring_settings.EVENT_BATCH_SIZE
+        while self._pending:
+            batch = self._pending[:batch_size]
+            try:
+                PredictionEvent.objects.bulk_create(batch, ignore_conflicts=True)
+            except DatabaseError as exc:
+                self.failures += 1
+                if self.last_error is None:
+                    logger.warning("event write failed, will retry: %s", exc)
+                self.last_error = str(exc)
+                connection.close()
+                return False
+            del self._pending[: len(batch)]
+            self.written += len(batch)
+            if self.last_error is not None:
+                logger.warning("event writes resumed")
+                self.last_error = None
+        self.last_flush_at = time.time()
+        return True
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the thread after it writes what it holds (atexit)."""
+        thread = self._thread
+        if thread is None or self._pid != os.getpid():
+            return
+        self._stop.set()
+        self._wake.set()
+        thread.join(timeout)
+
+    def reset(self) -> None:
+        """Forget everything (tests)."""
+        self.close()
+        with self._lock:
+            self._reset_state()
+
+
+writer = EventWriter()
+
+
+def record(event: Event) -> None:
+    if monitoring_settings.ENABLED:
+        writer.record(event)

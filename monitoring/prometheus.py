@@ -1,0 +1,116 @@
+"""Prometheus metrics, correct across every process of a deployment.
+
+prometheus_client's multiprocess mode keeps each process's values in
+memory-mapped files under PROMETHEUS_MULTIPROC_DIR (set in settings before
+this module is imported); GET /metrics/prometheus sums them. The event
+writer thread counts events here as it drains its buffer, before and
+independently of the database write, so the counters keep moving while
+the database is down.
+"""
+
+import atexit
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# Seconds. Fine below 10 ms, where most predictions land.
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.002,
+    0.003,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+
+PREDICTIONS = Counter(
+    "mlserving_predictions",
+    "POST /predict requests by outcome ('ok' or the error code).",
+    ["model", "version", "arm", "outcome"],
+)
+ROWS = Counter(
+    "mlserving_prediction_rows",
+    "Rows predicted (a batch request counts each row).",
+    ["model", "version", "arm"],
+)
+LATENCY = Histogram(
+    "mlserving_prediction_latency_seconds",
+    "Time from request arrival to response body, per /predict request.",
+    ["model", "version", "arm"],
+    buckets=LATENCY_BUCKETS,
+)
+EVENTS_DROPPED = Counter(
+    "mlserving_events_dropped",
+    "Prediction events dropped because a process's buffer was full.",
+)
+EVENTS_BUFFERED = Gauge(
+    "mlserving_events_buffered",
+    "Prediction events waiting to be written to the database.",
+    multiprocess_mode="livesum",
+)
+
+_children: dict = {}
+
+
+def _series(event) -> tuple:
+    key = (event.model, event.version, event.arm, event.outcome)
+    series = _children.get(key)
+    if series is None:
+        labels = (event.model, event.version, event.arm)
+        series = _children[key] = (
+            PREDICTIONS.labels(*labels, event.outcome),
+            ROWS.labels(*labels),
+            LATENCY.labels(*labels),
+        )
+    return series
+
+
+def observe(events) -> None:
+    for event in events:
+        predictions, rows, latency = _series(event)
+        predictions.inc()
+        if event.labels is not None:
+            rows.inc(len(event.labels))
+        latency.observe(event.latency_ms / 1000.0)
+
+
+def events_dropped() -> None:
+    EVENTS_DROPPED.inc()
+
+
+def buffered(count: int) -> None:
+    EVENTS_BUFFERED.set(count)
+
+
+def render() -> bytes:
+    """The text exposition, summed over every process."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return generate_latest(registry)
+
+
+@atexit.register
+def _process_exit() -> None:
+    multiprocess.mark_process_dead(os.getpid())

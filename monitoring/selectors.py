@@ -1,0 +1,268 @@
+"""Reads of monitoring: the /metrics summary over a window, the snapshot a
+dashboard gets on connect, and the JSON shape of rollups and samples."""
+
+import os
+import re
+import time
+from datetime import UTC, datetime, timedelta
+
+from django.utils import timezone
+
+from mlserving.conf import monitoring_settings
+from mlserving.errors import ValidationFailed
+from monitoring import stats
+from monitoring.models import MetricRollup, RollupState, SystemSample
+
+_WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_WINDOW_SECONDS = 90 * 86400
+
+
+def window_parse(text: str | None) -> tuple[str, float]:
+    """'15m', '1h', '7d', '90s' or plain seconds -> (label, seconds).
+    ValidationFailed (422) for anything else or past 90 days."""
+    label = (text or monitoring_settings.METRICS_WINDOW).strip()
+    match = _WINDOW.match(label)
+    seconds = float(match[1]) * _UNIT_SECONDS[match[2]] if match else 0.0
+    if not 0 < seconds <= MAX_WINDOW_SECONDS:
+        raise ValidationFailed(
+            f"window must be a duration like 15m, 1h or 7d, at most 90d; "
+            f"got {label!r}.",
+            details={"field": "window", "value": label},
+        )
+    return label, seconds
+
+
+def epoch_ms(moment: datetime) -> int:
+    return int(moment.astimezone(UTC).timestamp() * 1000)
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def rollup_dict(rollup: MetricRollup) -> dict:
+    """A rollup as dashboards receive it."""
+    ok = rollup.count - rollup.errors
+    return {
+        "minute": rollup.minute.isoformat(),
+        "t": epoch_ms(rollup.minute),
+        "model": rollup.model,
+        "version": rollup.version,
+        "experiment": rollup.experiment,
+        "arm": rollup.arm,
+        "count": rollup.count,
+        "ok": ok,
+        "errors": rollup.errors,
+        "errors_by_code": rollup.errors_by_code,
+        "rows": rollup.rows,
+        "latency_ms": {
+            "avg": _round(rollup.latency_sum_ms / rollup.count),
+            "p50": _round(rollup.latency_p50_ms),
+            "p95": _round(rollup.latency_p95_ms),
+            "p99": _round(rollup.latency_p99_ms),
+            "max": _round(rollup.latency_max_ms),
+        },
+        "mean_confidence": (
+            _round(rollup.confidence_sum / rollup.confidence_count, 4)
+            if rollup.confidence_count
+            else None
+        ),
+        "class_counts": rollup.class_counts,
+        "labels": rollup.labels,
+        "accuracy": (
+            _round(rollup.correct / rollup.labels, 4) if rollup.labels else None
+        ),
+        "conversions": rollup.conversions,
+        "updated_at": rollup.updated_at.isoformat() if rollup.updated_at else None,
+    }
+
+
+def system_sample_dict(sample: SystemSample) -> dict:
+    return {
+        "t": epoch_ms(sample.sampled_at),
+        "sampled_at": sample.sampled_at.isoformat(),
+        "host": sample.host,
+        "cpu_percent": sample.cpu_percent,
+        "memory_percent": sample.memory_percent,
+        "memory_used_bytes": sample.memory_used_bytes,
+        "memory_total_bytes": sample.memory_total_bytes,
+        "disk_percent": sample.disk_percent,
+        "disk_used_bytes": sample.disk_used_bytes,
+        "disk_total_bytes": sample.disk_total_bytes,
+        "processes": sample.processes,
+    }
+
+
+def metrics_snapshot(*, minutes: int | None = None) -> dict:
+    """What a dashboard gets when its websocket connects: the last minutes
+    of rollups and system samples."""
+    minutes = minutes or monitoring_settings.SNAPSHOT_MINUTES
+    since = timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=minutes)
+    rollups = MetricRollup.objects.filter(minute__gte=since).order_by("minute")
+    samples = SystemSample.objects.filter(sampled_at__gte=since).order_by("sampled_at")
+    return {
+        "type": "snapshot",
+        "window_minutes": minutes,
+        "server_time": time.time(),
+        "rollup_interval": monitoring_settings.ROLLUP_INTERVAL,
+        "rollups": [rollup_dict(r) for r in rollups],
+        "system": [system_sample_dict(s) for s in samples],
+    }
+
+
+class _Totals:
+    """Sums over rollups; percentiles from their merged histograms."""
+
+    def __init__(self):
+        self.count = self.errors = self.rows = self.cached = 0
+        self.latency_sum = 0.0
+        self.latency_max = 0.0
+        self.confidence_sum = 0.0
+        self.confidence_count = 0
+        self.labels = self.correct = 0
+        self.conversions = self.conversion_trials = 0
+        self.errors_by_code: dict[str, int] = {}
+        self.class_counts: dict[str, int] = {}
+        self.histograms: list[dict] = []
+
+    def add(self, r: MetricRollup) -> None:
+        self.count += r.count
+        self.errors += r.errors
+        self.rows += r.rows
+        self.cached += r.cached
+        self.latency_sum += r.latency_sum_ms
+        self.latency_max = max(self.latency_max, r.latency_max_ms)
+        self.confidence_sum += r.confidence_sum
+        self.confidence_count += r.confidence_count
+        self.labels += r.labels
+        self.correct += r.correct
+        self.conversions += r.conversions
+        self.conversion_trials += r.conversion_trials
+        for code, n in r.errors_by_code.items():
+            self.errors_by_code[code] = self.errors_by_code.get(code, 0) + n
+        for label, n in r.class_counts.items():
+            self.class_counts[label] = self.class_counts.get(label, 0) + n
+        self.histograms.append(r.latency_histogram)
+
+    def latency(self) -> dict:
+        merged = stats.merge_histograms(self.histograms)
+        return {
+            "avg": _round(self.latency_sum / self.count) if self.count else None,
+            "p50": _round(stats.histogram_percentile(merged, 50)),
+            "p95": _round(stats.histogram_percentile(merged, 95)),
+            "p99": _round(stats.histogram_percentile(merged, 99)),
+            "max": _round(self.latency_max) if self.count else None,
+        }
+
+    def rates(self) -> dict:
+        ok = self.count - self.errors
+        return {
+            "success_rate": _round(ok / self.count, 4) if self.count else None,
+            "error_rate": _round(self.errors / self.count, 4) if self.count else None,
+            "avg_confidence": (
+                _round(self.confidence_sum / self.confidence_count, 4)
+                if self.confidence_count
+                else None
+            ),
+            "accuracy": _round(self.correct / self.labels, 4) if self.labels else None,
+            "labels": self.labels,
+            "conversions": self.conversions,
+            "conversion_rate": (
+                _round(self.conversions / self.conversion_trials, 4)
+                if self.conversion_trials
+                else None
+            ),
+        }
+
+
+def metrics_summary(*, window_seconds: float, model: str | None = None) -> dict:
+    """Totals, per version and per experiment arm over the rollups of the
+    last `window_seconds` (whole minutes: the minute the window starts in
+    is included)."""
+    now = timezone.now()
+    since = (now - timedelta(seconds=window_seconds)).replace(second=0, microsecond=0)
+    rollups = MetricRollup.objects.filter(minute__gte=since)
+    if model:
+        rollups = rollups.filter(model=model)
+    overall = _Totals()
+    by_version: dict[tuple[str, str], _Totals] = {}
+    by_arm: dict[tuple[str, str, str], _Totals] = {}
+    for r in rollups.order_by("minute"):
+        overall.add(r)
+        if r.version:
+            by_version.setdefault((r.model, r.version), _Totals()).add(r)
+        if r.experiment:
+            by_arm.setdefault((r.experiment, r.arm, r.version), _Totals()).add(r)
+    served = sum(t.count for t in by_version.values())
+    arms_total: dict[str, int] = {}
+    for (experiment, _, _), totals in by_arm.items():
+        arms_total[experiment] = arms_total.get(experiment, 0) + totals.count
+    latency = overall.latency()
+    return {
+        "scope": "all processes",
+        "since": since.isoformat(),
+        "until": now.isoformat(),
+        "total_requests": overall.count,
+        "successful_predictions": overall.count - overall.errors,
+        "failed_predictions": overall.errors,
+        **overall.rates(),
+        "rows_predicted": overall.rows,
+        "cache_hits": overall.cached,
+        "avg_processing_time_ms": latency["avg"],
+        "max_processing_time_ms": latency["max"],
+        "processing_time_ms": latency,
+        "errors_by_code": dict(sorted(overall.errors_by_code.items())),
+        "class_counts": dict(sorted(overall.class_counts.items())),
+        "by_version": [
+            {
+                "model": name,
+                "model_version": version,
+                "predictions": totals.count,
+                "successful_predictions": totals.count - totals.errors,
+                "failed_predictions": totals.errors,
+                "share": _round(totals.count / served, 4) if served else None,
+                **totals.rates(),
+                "avg_processing_time_ms": totals.latency()["avg"],
+                "processing_time_ms": totals.latency(),
+                "errors_by_code": dict(sorted(totals.errors_by_code.items())),
+                "class_counts": dict(sorted(totals.class_counts.items())),
+            }
+            for (name, version), totals in sorted(by_version.items())
+        ],
+        "ab_distribution": [
+            {
+                "experiment": experiment,
+                "arm": arm,
+                "model_version": version,
+                "requests": totals.count,
+                "share": _round(totals.count / arms_total[experiment], 4),
+                **totals.rates(),
+            }
+            for (experiment, arm, version), totals in sorted(by_arm.items())
+        ],
+    }
+
+
+def pipeline_status(*, writer_stats: dict) -> dict:
+    """How fresh the rollups are, and this process's event buffer."""
+    state = RollupState.objects.filter(pk=1).first()
+    last_run = state.last_run_at if state else None
+    return {
+        "rollup_interval_seconds": monitoring_settings.ROLLUP_INTERVAL,
+        "last_rollup_at": last_run.isoformat() if last_run else None,
+        "seconds_since_last_rollup": (
+            _round((timezone.now() - last_run).total_seconds()) if last_run else None
+        ),
+        "last_rollup_seconds": _round(state.last_run_seconds) if state else None,
+        "events_buffered_here": writer_stats["buffered"],
+        "events_written_here": writer_stats["written"],
+        "events_dropped_here": writer_stats["dropped"],
+        "event_write_error": writer_stats["last_error"],
+        "pid": os.getpid(),
+    }
+
+
+def system_latest() -> dict | None:
+    sample = SystemSample.objects.order_by("-sampled_at").first()
+    return system_sample_dict(sample) if sample else None

@@ -1,0 +1,286 @@
+"""Writes of monitoring: rollups from raw events, pruning, system samples.
+
+Rollups are recomputed, never incremented. Each run finds the events that
+reached the database since the last run (by `ingested_at`, the database's
+own clock, less a safety margin for transactions that commit out of
+order), takes the span of minutes those events fall in, and recomputes
+every (minute, model, version, experiment, arm) bucket of that span from
+all of its raw events, then upserts the rows on their unique key. Running
+a window twice gives the same rows; a run killed halfway leaves the
+watermark where it was, so the next run redoes it. Runs hold a row lock on
+RollupState, so two workers never interleave.
+"""
+
+import logging
+import socket
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+import psutil
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Max, Min
+from django.utils import timezone
+
+from mlserving.conf import monitoring_settings
+from monitoring import broadcast, roles, selectors, stats
+from monitoring.models import MetricRollup, PredictionEvent, RollupState, SystemSample
+
+logger = logging.getLogger(__name__)
+
+# How far behind the watermark each run looks again: a batch whose
+# transaction took its timestamp before the previous run read, but
+# committed after, is still found.
+SAFETY_MARGIN = timedelta(seconds=10)
+# Minutes recomputed per query, which bounds memory on a large backlog.
+CHUNK = timedelta(minutes=30)
+MINUTE = timedelta(minutes=1)
+_EVENT_FIELDS = (
+    "created_at",
+    "model",
+    "version",
+    "experiment",
+    "arm",
+    "latency_ms",
+    "outcome",
+    "rows",
+    "predicted_class",
+    "class_counts",
+    "confidence",
+    "cached",
+)
+_ROLLUP_KEY = ["minute", "model", "version", "experiment", "arm"]
+_ROLLUP_VALUES = [
+    "count",
+    "errors",
+    "errors_by_code",
+    "rows",
+    "cached",
+    "latency_sum_ms",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "latency_max_ms",
+    "latency_histogram",
+    "confidence_sum",
+    "confidence_count",
+    "class_counts",
+    "updated_at",
+]
+
+
+def _floor_minute(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0)
+
+
+@dataclass
+class _Bucket:
+    latencies: list = field(default_factory=list)
+    errors: Counter = field(default_factory=Counter)
+    rows: int = 0
+    cached: int = 0
+    confidence_sum: float = 0.0
+    confidence_count: int = 0
+    classes: Counter = field(default_factory=Counter)
+
+    def to_rollup(self, key: tuple) -> MetricRollup:
+        minute, model, version, experiment, arm = key
+        latencies = np.asarray(self.latencies, dtype=np.float64)
+        p50, p95, p99 = stats.percentiles(latencies)
+        return MetricRollup(
+            minute=minute,
+            model=model,
+            version=version,
+            experiment=experiment,
+            arm=arm,
+            count=len(latencies),
+            errors=sum(self.errors.values()),
+            errors_by_code=dict(sorted(self.errors.items())),
+            rows=self.rows,
+            cached=self.cached,
+            latency_sum_ms=float(latencies.sum()),
+            latency_p50_ms=p50,
+            latency_p95_ms=p95,
+            latency_p99_ms=p99,
+            latency_max_ms=float(latencies.max()),
+            latency_histogram=stats.histogram(latencies),
+            confidence_sum=self.confidence_sum,
+            confidence_count=self.confidence_count,
+            class_counts=dict(sorted(self.classes.items())),
+        )
+
+
+def _buckets_between(start: datetime, end: datetime) -> list[MetricRollup]:
+    """Rollups of every bucket with events in [start, end)."""
+    buckets: dict[tuple, _Bucket] = {}
+    events = (
+        PredictionEvent.objects.filter(created_at__gte=start, created_at__lt=end)
+        .values_list(*_EVENT_FIELDS)
+        .iterator(chunk_size=20_000)
+    )
+    for (
+        created_at,
+        model,
+        version,
+        experiment,
+        arm,
+        latency_ms,
+        outcome,
+        rows,
+        predicted_class,
+        class_counts,
+        confidence,
+        cached,
+    ) in events:
+        key = (
+            created_at.replace(second=0, microsecond=0),
+            model,
+            version,
+            experiment,
+            arm,
+        )
+        bucket = buckets.get(key)
+        if bucket is None:
+            bucket = buckets[key] = _Bucket()
+        bucket.latencies.append(latency_ms)
+        if outcome != "ok":
+            bucket.errors[outcome] += 1
+            continue
+        bucket.rows += rows
+        bucket.cached += cached
+        if confidence is not None:
+            bucket.confidence_sum += confidence * rows
+            bucket.confidence_count += rows
+        if predicted_class:
+            bucket.classes[predicted_class] += 1
+        elif class_counts:
+            bucket.classes.update(class_counts)
+    return [bucket.to_rollup(key) for key, bucket in buckets.items()]
+
+
+@dataclass
+class RollupReport:
+    events: int = 0
+    buckets: int = 0
+    seconds: float = 0.0
+    broadcast: bool | None = None
+    rollups: list[MetricRollup] = field(default_factory=list)
+
+
+def rollup_run(*, now: datetime | None = None, push: bool = True) -> RollupReport:
+    """Recompute the rollups touched by events that arrived since the last
+    run, then (when `push`) broadcast the recent ones to dashboards. Safe
+    to run any number of times, concurrently or after a crash."""
+    started = time.perf_counter()
+    now = now or timezone.now()
+    oldest_kept = now - timedelta(hours=monitoring_settings.EVENT_RETENTION_HOURS)
+    report = RollupReport()
+    with transaction.atomic():
+        state, _ = RollupState.objects.select_for_update().get_or_create(pk=1)
+        new = PredictionEvent.objects.all()
+        if state.watermark is not None:
+            new = new.filter(ingested_at__gt=state.watermark - SAFETY_MARGIN)
+        span = new.aggregate(
+            first=Min("created_at"),
+            last=Max("created_at"),
+            seen=Max("ingested_at"),
+            events=Count("id"),
+        )
+        report.events = span["events"]
+        if report.events:
+            # Minutes older than the retention may have lost raw events to
+            # pruning; recomputing them would shrink their rollups.
+            start = max(
+                _floor_minute(span["first"]), _floor_minute(oldest_kept) + MINUTE
+            )
+            end = _floor_minute(span["last"]) + MINUTE
+            while start < end:
+                chunk_end = min(start + CHUNK, end)
+                rollups = _buckets_between(start, chunk_end)
+                MetricRollup.objects.bulk_create(
+                    rollups,
+                    batch_size=500,
+                    update_conflicts=True,
+                    unique_fields=_ROLLUP_KEY,
+                    update_fields=_ROLLUP_VALUES,
+                )
+                report.buckets += len(rollups)
+                report.rollups.extend(
+                    r for r in rollups if r.minute >= now - _snapshot_span()
+                )
+                start = chunk_end
+            if state.watermark is None or span["seen"] > state.watermark:
+                state.watermark = span["seen"]
+        state.last_run_at = now
+        state.last_run_events = report.events
+        state.last_run_buckets = report.buckets
+        state.last_run_seconds = time.perf_counter() - started
+        state.save()
+    report.seconds = time.perf_counter() - started
+    if push and report.rollups:
+        report.broadcast = broadcast.metrics_broadcast(
+            {
+                "type": "rollups",
+                "rollups": [selectors.rollup_dict(r) for r in report.rollups],
+            }
+        )
+    return report
+
+
+def _snapshot_span() -> timedelta:
+    return timedelta(minutes=monitoring_settings.SNAPSHOT_MINUTES)
+
+
+def events_prune(*, now: datetime | None = None, batch: int = 10_000) -> int:
+    """Delete raw events past EVENT_RETENTION_HOURS and system samples
+    past SYSTEM_RETENTION_HOURS, in batches; how many events went."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(hours=monitoring_settings.EVENT_RETENTION_HOURS)
+    deleted = 0
+    while True:
+        ids = list(
+            PredictionEvent.objects.filter(created_at__lt=cutoff).values_list(
+                "id", flat=True
+            )[:batch]
+        )
+        if not ids:
+            break
+        deleted += PredictionEvent.objects.filter(id__in=ids).delete()[0]
+    samples_cutoff = now - timedelta(hours=monitoring_settings.SYSTEM_RETENTION_HOURS)
+    SystemSample.objects.filter(sampled_at__lt=samples_cutoff).delete()
+    return deleted
+
+
+def system_sample(*, push: bool = True) -> SystemSample:
+    """Read CPU, memory and disk of this host and the RSS of each process
+    role; store it, and broadcast it to dashboards."""
+    memory = psutil.virtual_memory()
+    disk = psutil.disk_usage(str(settings.VAR_DIR))
+    processes = {
+        role: {"count": entry["count"], "rss_bytes": entry["rss_bytes"]}
+        for role, entry in sorted(roles.role_processes().items())
+    }
+    sample, _ = SystemSample.objects.update_or_create(
+        host=socket.gethostname(),
+        sampled_at=timezone.now().replace(microsecond=0),
+        defaults={
+            # Over a short interval: a worker process has no earlier call
+            # to measure from.
+            "cpu_percent": psutil.cpu_percent(interval=0.2),
+            "memory_percent": memory.percent,
+            "memory_used_bytes": memory.total - memory.available,
+            "memory_total_bytes": memory.total,
+            "disk_percent": disk.percent,
+            "disk_used_bytes": disk.used,
+            "disk_total_bytes": disk.total,
+            "processes": processes,
+        },
+    )
+    if push:
+        broadcast.metrics_broadcast(
+            {"type": "system", "system": [selectors.system_sample_dict(sample)]}
+        )
+    return sample

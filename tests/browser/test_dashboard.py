@@ -1,0 +1,231 @@
+"""The dashboard in a real browser against real server processes: the page
+from granian (as the Procfile's web process), the live metrics from the
+uvicorn ASGI process on another port, rollups broadcast through Redis."""
+
+import os
+import re
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from django.contrib.auth import get_user_model
+from playwright.sync_api import expect
+
+from monitoring import services
+from monitoring.models import PredictionEvent
+from tests.browser.conftest import CHROMIUM, in_thread
+from tests.conftest import SEED_FEATURES, AsgiServerProcess, expected_label, free_port
+
+if not CHROMIUM.exists() and os.environ.get("CI") != "true":
+    pytest.skip(f"{CHROMIUM} is not installed", allow_module_level=True)
+
+pytestmark = pytest.mark.servers
+
+FORM_ROW = [0.5, -1.25, 2.0, 0.0, 1.5, -0.75, 0.25, 1.0, -2.0, 0.125]
+
+RPS_SERIES = """() => Object.fromEntries(
+  window.dashboard.charts["chart-rps"].data.datasets.map(
+    (d) => [d.label, d.data.reduce((sum, p) => sum + p.y, 0)]))"""
+ROLLUP_TOTALS = """() => {
+  let count = 0, errors = 0;
+  for (const r of window.dashboard.rollups.values()) {
+    count += r.count; errors += r.errors;
+  }
+  return {count, errors};
+}"""
+
+
+def events_stored(n: int, timeout: float = 10.0) -> int:
+    """Wait until the servers' event writers stored n events."""
+    deadline = time.monotonic() + timeout
+    count = 0
+    while time.monotonic() < deadline:
+        count = in_thread(PredictionEvent.objects.count)
+        if count >= n:
+            return count
+        time.sleep(0.1)
+    raise AssertionError(f"{count} of {n} events stored after {timeout} s")
+
+
+def messages(page) -> int:
+    return page.evaluate("window.dashboard.messages")
+
+
+@pytest.fixture
+def servers(two_versions, redis_service, start_server, settings, server_env):
+    """(web, ws): granian serving the page, uvicorn serving /ws/metrics/."""
+    # The system sampler, run here, reads the servers' process roles.
+    settings.VAR_DIR = Path(server_env["VAR_DIR"])
+    ws = start_server(asgi=True)
+    web = start_server(WEBSOCKET_URL=f"{ws.ws_url}/ws/metrics/")
+    return web, ws
+
+
+def test_dashboard_predicts_and_draws_live_metrics(servers, dashboard_page, estimators):
+    web, ws = servers
+    page = dashboard_page.page
+
+    # given: the dashboard, connected to the ASGI process's websocket
+    page.goto(f"{web.url}/")
+    assert page.locator("body").get_attribute("data-ws-url") == (
+        f"ws://127.0.0.1:{ws.port}/ws/metrics/"
+    )
+    expect(page.locator("#ws-status")).to_have_text("live")
+    page.wait_for_function("window.dashboard.messages >= 1")  # the snapshot
+    assert page.evaluate(RPS_SERIES) == {}
+
+    # when: a prediction is made with the form, on v2.0
+    inputs = page.locator("#feature-inputs input")
+    expect(inputs).to_have_count(10)
+    for i, value in enumerate(FORM_ROW):
+        inputs.nth(i).fill(str(value))
+    page.select_option("#predict-version", "v2.0")
+    page.click("#predict-submit")
+
+    # then: its result is on the page
+    result = page.locator("#predict-result")
+    expect(result).to_contain_text("served by default:v2.0 (explicit)")
+    label = expected_label(estimators["rf"], FORM_ROW)
+    expect(result).to_contain_text(f"prediction {label} (confidence")
+
+    # when: more traffic through the API (6 on v1.0, 3 on v2.0, 2 refused)
+    # and a rollup run, which broadcasts through Redis to the ASGI process
+    for i in range(6):
+        row = [x + i for x in SEED_FEATURES]
+        assert (
+            httpx.post(f"{web.url}/predict", json={"features": row}).status_code == 200
+        )
+    for _ in range(3):
+        body = {"features": SEED_FEATURES, "model_version": "v2.0"}
+        assert httpx.post(f"{web.url}/predict", json=body).status_code == 200
+    for _ in range(2):
+        body = {"features": [1.0, 2.0], "model_version": "v1.0"}
+        assert httpx.post(f"{web.url}/predict", json=body).status_code >= 400
+    events_stored(12)
+    before = messages(page)
+    report = in_thread(services.rollup_run)
+    assert report.broadcast is True
+
+    # then: a websocket message redraws the charts and tables
+    page.wait_for_function(
+        f"window.dashboard.messages > {before} && "
+        "window.dashboard.charts['chart-rps'].data.datasets.length >= 2"
+    )
+    page.wait_for_timeout(200)  # renders are coalesced over 50 ms
+    rps = page.evaluate(RPS_SERIES)
+    assert rps["v1.0"] > 0 and rps["v2.0"] > 0, rps
+    assert page.evaluate(ROLLUP_TOTALS) == {"count": 12, "errors": 2}
+    latency = page.evaluate(
+        "window.dashboard.charts['chart-latency'].data.datasets.map(d => d.label)"
+    )
+    assert {"v1.0 p50", "v1.0 p99", "v2.0 p50", "v2.0 p99"} <= set(latency)
+    error_points = page.evaluate(
+        "window.dashboard.charts['chart-errors'].data.datasets"
+        ".flatMap(d => d.data.map(p => p.y))"
+    )
+    assert max(error_points) > 0
+    comparison = page.locator("#comparison tbody")
+    expect(comparison.locator("tr[data-version='v2.0'] td").nth(1)).to_have_text("4")
+    expect(comparison.locator("tr[data-version='v1.0'] td").nth(6)).to_have_text(
+        "0.800"  # held-out accuracy, from the registry metadata
+    )
+    expect(page.locator("#sum-count")).to_have_text("12")
+    ab = page.evaluate("window.dashboard.charts['chart-ab'].data")
+    assert set(ab["labels"]) == {"v1.0", "v2.0"}
+    assert sum(ab["datasets"][0]["data"]) == pytest.approx(100)
+    expect(page.locator("#ab-note")).to_contain_text("No experiment running")
+
+    # when: one more request and a run that re-sends the minute's bucket
+    httpx.post(f"{web.url}/predict", json={"features": SEED_FEATURES})
+    events_stored(13)
+    before = messages(page)
+    in_thread(services.rollup_run)
+    # then: the bucket is replaced, not added to
+    page.wait_for_function(f"window.dashboard.messages > {before}")
+    page.wait_for_timeout(200)
+    assert page.evaluate(ROLLUP_TOTALS) == {"count": 13, "errors": 2}
+    expect(page.locator("#sum-count")).to_have_text("13")
+
+    # when: a system sample is taken and broadcast
+    in_thread(services.system_sample)
+    # then: the resources chart and the process table show it
+    page.wait_for_function(
+        "window.dashboard.charts['chart-system'].data.datasets.length === 3"
+    )
+    expect(page.locator("#system-now")).to_contain_text("CPU")
+    expect(page.locator("#processes tbody tr").first).to_be_visible()
+
+    if os.environ.get("SCREENSHOT_PATH"):
+        page.wait_for_timeout(300)
+        page.screenshot(path=os.environ["SCREENSHOT_PATH"], full_page=True)
+
+    # when: the websocket server goes away
+    ws.stop()
+    # then: the page says it is reconnecting, with a countdown
+    expect(page.locator("#ws-status")).to_have_text(
+        re.compile(r"^reconnecting in \d+ s…$")
+    )
+    # when: it is back on the same port
+    again = AsgiServerProcess(ws.env, port=ws.port)
+    try:
+        before = messages(page)
+        again.start()
+        # then: the page reconnects on its own and gets a fresh snapshot
+        expect(page.locator("#ws-status")).to_have_text("live", timeout=45_000)
+        page.wait_for_function(f"window.dashboard.messages > {before}")
+        page.wait_for_timeout(200)
+        assert page.evaluate(ROLLUP_TOTALS) == {"count": 13, "errors": 2}
+    finally:
+        again.stop()
+
+    assert dashboard_page.errors == []
+    assert dashboard_page.outside == []
+
+
+def test_staff_activate_and_roll_back_from_the_dashboard(
+    two_versions, start_server, dashboard_page
+):
+    # given: a staff user, and a server whose websocket nobody serves
+    user_model = get_user_model()
+    in_thread(
+        user_model.objects.create_user,
+        username="ops",
+        password="pw-for-tests",
+        is_staff=True,
+    )
+    closed_port = free_port()
+    web = start_server(WEBSOCKET_URL=f"ws://127.0.0.1:{closed_port}/ws/metrics/")
+    page = dashboard_page.page
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.goto(f"{web.url}/")
+    # anonymous: no buttons, and the socket is retried with a countdown
+    expect(page.locator("#versions tbody tr")).to_have_count(2)
+    expect(page.locator("button.activate")).to_have_count(0)
+    expect(page.locator("#rollback")).to_be_hidden()
+    expect(page.locator("#ws-status")).to_have_text(re.compile(r"^reconnecting in "))
+
+    # when: staff logs in through the admin and comes back
+    page.goto(f"{web.url}/admin/login/?next=/")
+    page.fill("#id_username", "ops")
+    page.fill("#id_password", "pw-for-tests")
+    page.click("input[type=submit]")
+    page.wait_for_timeout(3000); print("URL", page.url); print(page.content()[:3000])
+    page.wait_for_url(f"{web.url}/")
+
+    # then: Activate on v2.0, and it becomes the active version
+    expect(page.locator(".who")).to_have_text("ops")
+    page.click("tr[data-version='v2.0'] button.activate")
+    expect(page.locator("#action-result")).to_have_text("activated: v1.0 -> v2.0")
+    expect(page.locator("tr[data-version='v2.0'] td").nth(5)).to_have_text("active")
+    assert httpx.get(f"{web.url}/models").json()["active_version"] == "v2.0"
+
+    # when: Roll back
+    page.click("#rollback")
+    # then: v1.0 is active again
+    expect(page.locator("#action-result")).to_have_text("rolled back: v2.0 -> v1.0")
+    expect(page.locator("tr[data-version='v1.0'] td").nth(5)).to_have_text("active")
+    assert httpx.get(f"{web.url}/models").json()["active_version"] == "v1.0"
+
+    assert dashboard_page.errors == []
+    assert dashboard_page.outside == []
