@@ -13,6 +13,7 @@ At interpreter exit the thread writes what it still holds.
 
 import atexit
 import logging
+import multiprocessing.util
 import os
 import threading
 import time
@@ -157,6 +158,10 @@ class EventWriter:
                     target=self._run, name="event-writer", daemon=True
                 )
                 self._thread.start()
+                # Server workers that are multiprocessing children (granian)
+                # leave through os._exit, which skips atexit; their exit
+                # path runs multiprocessing's finalizers instead.
+                multiprocessing.util.Finalize(None, self.close, exitpriority=100)
 
     def _run(self) -> None:
         backoff = 0.0
@@ -198,7 +203,8 @@ class EventWriter:
                 if self.last_error is None:
                     logger.warning("event write failed, will retry: %s", exc)
                 self.last_error = str(exc)
-                connection.close()
+                if not connection.in_atomic_block:
+                    connection.close()  # a broken connection is not reused
                 return False
             del self._pending[: len(batch)]
             self.written += len(batch)
@@ -216,6 +222,8 @@ class EventWriter:
         self._stop.set()
         self._wake.set()
         thread.join(timeout)
+        self._thread = None
+        self._stop.clear()
 
     def reset(self) -> None:
         """Forget everything (tests)."""

@@ -1,0 +1,131 @@
+"""Celery worker and beat as real processes, and a websocket listener."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import websockets.exceptions
+from websockets.sync.client import connect
+
+from tests.conftest import ROOT
+
+
+class CeleryProcess:
+    """`celery worker` or `celery beat`, in its own session so that a
+    SIGKILL reaches the whole process tree at once (as the OOM killer or a
+    container runtime would)."""
+
+    def __init__(self, kind: str, env: dict, log: Path):
+        self.kind, self.env, self.log_path = kind, env, log
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "CeleryProcess":
+        args = [sys.executable, "-m", "celery", "-A", "mlserving", self.kind]
+        args += ["--loglevel", "INFO"]
+        if self.kind == "worker":
+            args += ["--concurrency", "2", "--without-gossip", "--without-mingle"]
+        log = open(self.log_path, "a")
+        self.process = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    def kill(self) -> None:
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+@pytest.fixture
+def start_celery(tmp_path):
+    started: list[CeleryProcess] = []
+
+    def start(kind: str, env: dict) -> CeleryProcess:
+        process = CeleryProcess(kind, env, tmp_path / f"celery-{kind}.log").start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+class MetricsListener:
+    """A dashboard stand-in: stays connected to /ws/metrics/ (reconnecting
+    after a drop, as the page does) and keeps every message with the time
+    it arrived."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.messages: list[tuple[float, dict]] = []
+        self.connects = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> "MetricsListener":
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with connect(
+                    self.url, origin="http://127.0.0.1", open_timeout=3
+                ) as socket:
+                    self.connects += 1
+                    while not self._stop.is_set():
+                        try:
+                            raw = socket.recv(timeout=0.5)
+                        except TimeoutError:
+                            continue
+                        self.messages.append((time.time(), json.loads(raw)))
+            except (OSError, websockets.exceptions.WebSocketException):
+                self._stop.wait(0.5)
+
+    def wait_for(self, predicate, timeout: float) -> tuple[float, dict] | None:
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while time.monotonic() < deadline:
+            for arrived, message in self.messages[seen:]:
+                seen += 1
+                if predicate(arrived, message):
+                    return arrived, message
+            time.sleep(0.05)
+        return None
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+@pytest.fixture
+def listen():
+    listeners: list[MetricsListener] = []
+
+    def start(url: str) -> MetricsListener:
+        listener = MetricsListener(url).start()
+        listeners.append(listener)
+        return listener
+
+    yield start
+    for listener in listeners:
+        listener.stop()
