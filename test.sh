@@ -5,6 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/venv.sh requirements-dev.txt
+# The dashboard's browser test drives Debian's Chromium (Playwright's own
+# browser download does not work offline). CI must have it; elsewhere it is
+# installed when we may, else that one test is skipped.
+scripts/ensure_chromium.sh
 
 ruff check .
 ruff format --check .

@@ -147,11 +147,17 @@ class _Totals:
 
     def latency(self) -> dict:
         merged = stats.merge_histograms(self.histograms)
+
+        def percentile(q: float) -> float | None:
+            value = stats.histogram_percentile(merged, q)
+            # a bucket's middle may lie past the largest value seen
+            return None if value is None else _round(min(value, self.latency_max))
+
         return {
             "avg": _round(self.latency_sum / self.count) if self.count else None,
-            "p50": _round(stats.histogram_percentile(merged, 50)),
-            "p95": _round(stats.histogram_percentile(merged, 95)),
-            "p99": _round(stats.histogram_percentile(merged, 99)),
+            "p50": percentile(50),
+            "p95": percentile(95),
+            "p99": percentile(99),
             "max": _round(self.latency_max) if self.count else None,
         }
 

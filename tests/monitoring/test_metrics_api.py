@@ -35,7 +35,7 @@ def test_metrics_per_version_with_latency_percentiles(client, two_versions):
     assert body["errors_by_code"] == {"feature_count_mismatch": 1}
     latency = body["processing_time_ms"]
     assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"]
-    assert latency["max"] >= latency["p50"] * 0.95
+    assert latency["p99"] <= latency["max"]
     versions = {v["model_version"]: v for v in body["by_version"]}
     assert versions["v1.0"]["predictions"] == 7
     assert versions["v1.0"]["failed_predictions"] == 1
