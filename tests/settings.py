@@ -23,3 +23,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     DATABASES["default"]["TEST"] = {  # noqa: F405
         "NAME": str(_var / f"test_db_{os.getpid()}.sqlite3")
     }
+
+# Connections opened in helper threads (Channels' database_sync_to_async)
+# are closed after each use, so none is left open when the test database
+# is dropped.
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
