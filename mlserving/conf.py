@@ -6,6 +6,7 @@ value, so tests can override settings and see the change.
 """
 
 from django.conf import settings
+from django.core.signals import setting_changed
 
 SERVING_DEFAULTS = {
     "DEFAULT_MODEL_NAME": "default",
@@ -42,15 +43,29 @@ MONITORING_DEFAULTS = {
 
 
 class AppSettings:
+    """Attribute access to one settings dict, with defaults; values are
+    cached (they are read on every request) until the setting changes."""
+
     def __init__(self, setting: str, defaults: dict):
         self._setting = setting
         self._defaults = defaults
+        self._cache: dict = {}
+        setting_changed.connect(self._reload)
 
     def __getattr__(self, name: str):
         defaults = self.__dict__.get("_defaults", {})
         if name not in defaults:
             raise AttributeError(name)
-        return getattr(settings, self._setting, {}).get(name, defaults[name])
+        value = getattr(settings, self._setting, {}).get(name, defaults[name])
+        self._cache[name] = value
+        self.__dict__[name] = value
+        return value
+
+    def _reload(self, *, setting: str, **kwargs) -> None:
+        if setting == self._setting:
+            for name in self._cache:
+                self.__dict__.pop(name, None)
+            self._cache.clear()
 
 
 app_settings = AppSettings("MLSERVING", SERVING_DEFAULTS)

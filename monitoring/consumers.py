@@ -8,8 +8,9 @@ from django.conf import settings
 from monitoring import selectors
 from monitoring.broadcast import metrics_group
 
-# Sent as the close code when a user may not watch (before accept the
-# server answers the handshake with 403).
+# The close code for a user who may not watch. The socket is accepted
+# first so that the browser sees this code (a refused handshake looks like
+# a network failure) and stops retrying.
 FORBIDDEN = 4403
 
 
@@ -22,6 +23,7 @@ def may_watch(user) -> bool:
 class MetricsConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self):
         if not may_watch(self.scope.get("user")):
+            await self.accept()
             await self.close(code=FORBIDDEN)
             return
         await self.channel_layer.group_add(metrics_group(), self.channel_name)

@@ -88,12 +88,21 @@ def _series(event) -> tuple:
 
 
 def observe(events) -> None:
+    """Count a drained batch: one increment per series for the counters,
+    one histogram observation per event."""
+    requests: dict[tuple, int] = {}
+    rows: dict[tuple, int] = {}
     for event in events:
-        predictions, rows, latency = _series(event)
-        predictions.inc()
+        key = (event.model, event.version, event.arm, event.outcome)
+        series = _children.get(key) or _series(event)
+        requests[key] = requests.get(key, 0) + 1
         if event.labels is not None:
-            rows.inc(len(event.labels))
-        latency.observe(event.latency_ms / 1000.0)
+            rows[key] = rows.get(key, 0) + len(event.labels)
+        series[2].observe(event.latency_ms / 1000.0)
+    for key, count in requests.items():
+        _children[key][0].inc(count)
+    for key, count in rows.items():
+        _children[key][1].inc(count)
 
 
 def events_dropped() -> None:

@@ -493,6 +493,8 @@
       label, data,
       borderColor: color, backgroundColor: color,
       borderWidth: 2, pointRadius: 2.5, pointHoverRadius: 4, tension: 0, spanGaps: false,
+      // The newest minute sits on the right edge: draw its point whole.
+      clip: 6,
       ...extra,
     };
   }
@@ -659,7 +661,7 @@
       for (const [field, name, color] of SYSTEM_SERIES) {
         const label = hosts.length > 1 ? `${name} ${host}` : name;
         datasets.push(lineDataset(label, color, samples.map((s) => ({ x: s.t, y: s[field] })), {
-          pointRadius: 0, borderDash: i ? [4, 3] : [],
+          pointRadius: samples.length < 3 ? 2.5 : 0, borderDash: i ? [4, 3] : [],
         }));
       }
     });

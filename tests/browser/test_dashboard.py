@@ -2,14 +2,20 @@
 from granian (as the Procfile's web process), the live metrics from the
 uvicorn ASGI process on another port, rollups broadcast through Redis."""
 
+import math
 import os
+import random
 import re
 import time
+import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from django.contrib.auth import get_user_model
+from django.utils import timezone
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
 from monitoring import services
@@ -27,6 +33,15 @@ FORM_ROW = [0.5, -1.25, 2.0, 0.0, 1.5, -0.75, 0.25, 1.0, -2.0, 0.125]
 RPS_SERIES = """() => Object.fromEntries(
   window.dashboard.charts["chart-rps"].data.datasets.map(
     (d) => [d.label, d.data.reduce((sum, p) => sum + p.y, 0)]))"""
+STATE = """() => ({
+  messages: window.dashboard.messages,
+  status: document.querySelector("#ws-status").textContent,
+  rollups: [...window.dashboard.rollups.values()].map(
+    (r) => `${r.version}@${r.minute}: ${r.count}`),
+  system: window.dashboard.system.length,
+  datasets: Object.fromEntries(Object.entries(window.dashboard.charts).map(
+    ([id, c]) => [id, c.data.datasets.length])),
+})"""
 ROLLUP_TOTALS = """() => {
   let count = 0, errors = 0;
   for (const r of window.dashboard.rollups.values()) {
@@ -48,8 +63,67 @@ def events_stored(n: int, timeout: float = 10.0) -> int:
     raise AssertionError(f"{count} of {n} events stored after {timeout} s")
 
 
+def wait_for(page, condition: str, *servers, timeout: float = 15_000) -> None:
+    """page.wait_for_function, failing with what the page and the servers
+    knew."""
+    try:
+        page.wait_for_function(condition, timeout=timeout)
+    except PlaywrightTimeoutError:
+        state = page.evaluate(STATE)
+        logs = "\n".join(s.read_log()[-3000:] for s in servers if s.process)
+        raise AssertionError(f"{condition!r} not met; page: {state}\n{logs}") from None
+
+
 def messages(page) -> int:
     return page.evaluate("window.dashboard.messages")
+
+
+def history_backfill(*, minutes: int = 14, seed: int = 7) -> int:
+    """Synthetic events over the minutes before now (two versions, a few
+    refusals), for the documentation picture only: written straight to
+    the table the servers' writers fill, then rolled up and broadcast like
+    any other events."""
+    rng = random.Random(seed)
+    this_minute = timezone.now().replace(second=0, microsecond=0)
+    events = []
+    for back in range(minutes, 0, -1):
+        start = this_minute - timedelta(minutes=back)
+        for _ in range(int(45 + 20 * math.sin(back / 2.5)) + rng.randint(0, 8)):
+            version = "v1.0" if rng.random() < 0.7 else "v2.0"
+            ok = rng.random() > (0.03 if version == "v1.0" else 0.01)
+            events.append(
+                PredictionEvent(
+                    event_id=uuid.uuid4(),
+                    request_id=uuid.uuid4().hex,
+                    created_at=start + timedelta(seconds=rng.uniform(0, 59.9)),
+                    model="default",
+                    version=version,
+                    latency_ms=rng.lognormvariate(
+                        0.2 if version == "v1.0" else 1.1, 0.45
+                    ),
+                    outcome="ok" if ok else "invalid_features",
+                    status_code=200 if ok else 422,
+                    rows=1,
+                    predicted_class=str(rng.randint(0, 1)) if ok else "",
+                    confidence=rng.uniform(0.55, 0.99) if ok else None,
+                )
+            )
+    PredictionEvent.objects.bulk_create(events)
+    return len(events)
+
+
+def screenshot(page, path: str, *servers) -> None:
+    """docs/dashboard.png: SCREENSHOT_PATH=docs/dashboard.png pytest
+    tests/browser -k live_metrics. Runs after the assertions."""
+    in_thread(history_backfill)
+    before = messages(page)
+    assert in_thread(services.rollup_run).broadcast is True
+    for _ in range(3):  # a short line of real samples
+        in_thread(services.system_sample)
+        time.sleep(1)
+    wait_for(page, f"window.dashboard.messages >= {before + 4}", *servers)
+    page.wait_for_timeout(300)
+    page.screenshot(path=path, full_page=True)
 
 
 @pytest.fixture
@@ -72,7 +146,7 @@ def test_dashboard_predicts_and_draws_live_metrics(servers, dashboard_page, esti
         f"ws://127.0.0.1:{ws.port}/ws/metrics/"
     )
     expect(page.locator("#ws-status")).to_have_text("live")
-    page.wait_for_function("window.dashboard.messages >= 1")  # the snapshot
+    wait_for(page, "window.dashboard.messages >= 1", web, ws)  # the snapshot
     assert page.evaluate(RPS_SERIES) == {}
 
     # when: a prediction is made with the form, on v2.0
@@ -108,9 +182,12 @@ def test_dashboard_predicts_and_draws_live_metrics(servers, dashboard_page, esti
     assert report.broadcast is True
 
     # then: a websocket message redraws the charts and tables
-    page.wait_for_function(
+    wait_for(
+        page,
         f"window.dashboard.messages > {before} && "
-        "window.dashboard.charts['chart-rps'].data.datasets.length >= 2"
+        "window.dashboard.charts['chart-rps'].data.datasets.length >= 2",
+        web,
+        ws,
     )
     page.wait_for_timeout(200)  # renders are coalesced over 50 ms
     rps = page.evaluate(RPS_SERIES)
@@ -142,7 +219,7 @@ def test_dashboard_predicts_and_draws_live_metrics(servers, dashboard_page, esti
     before = messages(page)
     in_thread(services.rollup_run)
     # then: the bucket is replaced, not added to
-    page.wait_for_function(f"window.dashboard.messages > {before}")
+    wait_for(page, f"window.dashboard.messages > {before}", web, ws)
     page.wait_for_timeout(200)
     assert page.evaluate(ROLLUP_TOTALS) == {"count": 13, "errors": 2}
     expect(page.locator("#sum-count")).to_have_text("13")
@@ -150,15 +227,11 @@ def test_dashboard_predicts_and_draws_live_metrics(servers, dashboard_page, esti
     # when: a system sample is taken and broadcast
     in_thread(services.system_sample)
     # then: the resources chart and the process table show it
-    page.wait_for_function(
-        "window.dashboard.charts['chart-system'].data.datasets.length === 3"
+    wait_for(
+        page, "window.dashboard.charts['chart-system'].data.datasets.length === 3", ws
     )
     expect(page.locator("#system-now")).to_contain_text("CPU")
     expect(page.locator("#processes tbody tr").first).to_be_visible()
-
-    if os.environ.get("SCREENSHOT_PATH"):
-        page.wait_for_timeout(300)
-        page.screenshot(path=os.environ["SCREENSHOT_PATH"], full_page=True)
 
     # when: the websocket server goes away
     ws.stop()
@@ -173,9 +246,11 @@ def test_dashboard_predicts_and_draws_live_metrics(servers, dashboard_page, esti
         again.start()
         # then: the page reconnects on its own and gets a fresh snapshot
         expect(page.locator("#ws-status")).to_have_text("live", timeout=45_000)
-        page.wait_for_function(f"window.dashboard.messages > {before}")
+        wait_for(page, f"window.dashboard.messages > {before}", again)
         page.wait_for_timeout(200)
         assert page.evaluate(ROLLUP_TOTALS) == {"count": 13, "errors": 2}
+        if os.environ.get("SCREENSHOT_PATH"):
+            screenshot(page, os.environ["SCREENSHOT_PATH"], again)
     finally:
         again.stop()
 
@@ -184,9 +259,11 @@ def test_dashboard_predicts_and_draws_live_metrics(servers, dashboard_page, esti
 
 
 def test_staff_activate_and_roll_back_from_the_dashboard(
-    two_versions, start_server, dashboard_page
+    two_versions, start_server, settings, dashboard_page
 ):
     # given: a staff user, and a server whose websocket nobody serves
+    # (the servers verify passwords with the production hashers)
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
     user_model = get_user_model()
     in_thread(
         user_model.objects.create_user,
@@ -210,21 +287,24 @@ def test_staff_activate_and_roll_back_from_the_dashboard(
     page.fill("#id_username", "ops")
     page.fill("#id_password", "pw-for-tests")
     page.click("input[type=submit]")
-    page.wait_for_timeout(3000); print("URL", page.url); print(page.content()[:3000])
     page.wait_for_url(f"{web.url}/")
 
     # then: Activate on v2.0, and it becomes the active version
     expect(page.locator(".who")).to_have_text("ops")
-    page.click("tr[data-version='v2.0'] button.activate")
+    page.click("#versions tr[data-version='v2.0'] button.activate")
     expect(page.locator("#action-result")).to_have_text("activated: v1.0 -> v2.0")
-    expect(page.locator("tr[data-version='v2.0'] td").nth(5)).to_have_text("active")
+    expect(page.locator("#versions tr[data-version='v2.0'] td").nth(5)).to_have_text(
+        "active"
+    )
     assert httpx.get(f"{web.url}/models").json()["active_version"] == "v2.0"
 
     # when: Roll back
     page.click("#rollback")
     # then: v1.0 is active again
     expect(page.locator("#action-result")).to_have_text("rolled back: v2.0 -> v1.0")
-    expect(page.locator("tr[data-version='v1.0'] td").nth(5)).to_have_text("active")
+    expect(page.locator("#versions tr[data-version='v1.0'] td").nth(5)).to_have_text(
+        "active"
+    )
     assert httpx.get(f"{web.url}/models").json()["active_version"] == "v1.0"
 
     assert dashboard_page.errors == []

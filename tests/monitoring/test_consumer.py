@@ -78,13 +78,27 @@ async def test_staff_get_a_snapshot_then_each_broadcast(settings, admin_user):
     await ws.disconnect()
 
 
-@pytest.mark.parametrize("debug, allowed", [(False, False), (True, True)])
-async def test_anonymous_may_watch_only_with_debug(settings, debug, allowed):
-    settings.DEBUG = debug
-    ws = communicator()
+async def refused(ws) -> bool:
+    """Accepted, then closed with 4403 before any data."""
     connected, _ = await ws.connect()
-    assert connected is allowed
+    assert connected
+    return await ws.receive_output(timeout=5) == {
+        "type": "websocket.close",
+        "code": 4403,
+    }
+
+
+async def test_anonymous_may_watch_with_debug(settings):
+    settings.DEBUG = True
+    ws = communicator()
+    assert (await ws.connect())[0]
+    assert (await ws.receive_json_from(timeout=5))["type"] == "snapshot"
     await ws.disconnect()
+
+
+async def test_anonymous_may_not_watch_without_debug(settings):
+    settings.DEBUG = False
+    assert await refused(communicator())
 
 
 async def test_non_staff_users_are_refused(settings, django_user_model):
@@ -94,9 +108,7 @@ async def test_non_staff_users_are_refused(settings, django_user_model):
     user = await sync_to_async(django_user_model.objects.create_user)(
         "viewer", password="x"
     )
-    ws = communicator(await sync_to_async(session_cookie)(user))
-    connected, _ = await ws.connect()
-    assert connected is False
+    assert await refused(communicator(await sync_to_async(session_cookie)(user)))
 
 
 async def test_a_foreign_origin_is_refused(settings):

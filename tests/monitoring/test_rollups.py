@@ -9,14 +9,14 @@ import pytest
 from django.utils import timezone
 
 from monitoring import services, stats
-from monitoring.events import Event, to_row
-from monitoring.models import MetricRollup, PredictionEvent, RollupState
+from monitoring.events import Event, events_store
+from monitoring.models import MetricRollup, RollupState
 
 MINUTE = timedelta(minutes=1)
 
 
 def store(events: list[Event]) -> None:
-    PredictionEvent.objects.bulk_create([to_row(e) for e in events])
+    events_store(events)
 
 
 def event(at: datetime, version="v1.0", latency=1.0, outcome="ok", label=1, p=0.9):
