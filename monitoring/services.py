@@ -8,7 +8,8 @@ every (minute, model, version, experiment, arm) bucket of that span from
 all of its raw events, then upserts the rows on their unique key. Running
 a window twice gives the same rows; a run killed halfway leaves the
 watermark where it was, so the next run redoes it. Runs hold a row lock on
-RollupState, so two workers never interleave.
+RollupState and a check that no other run moved the watermark meanwhile,
+so two workers never interleave their writes.
 """
 
 import logging
@@ -166,6 +167,9 @@ class RollupReport:
     events: int = 0
     buckets: int = 0
     seconds: float = 0.0
+    # True when another run committed first: this one stored nothing, and
+    # the next run picks its events up again.
+    superseded: bool = False
     broadcast: bool | None = None
     rollups: list[MetricRollup] = field(default_factory=list)
 
@@ -173,53 +177,61 @@ class RollupReport:
 def rollup_run(*, now: datetime | None = None, push: bool = True) -> RollupReport:
     """Recompute the rollups touched by events that arrived since the last
     run, then (when `push`) broadcast the recent ones to dashboards. Safe
-    to run any number of times, concurrently or after a crash."""
+    to run any number of times, concurrently or after a crash.
+
+    The reading happens outside any transaction, so event writers never
+    wait for it (SQLite has one writer at a time); only the upsert and the
+    watermark move take a short transaction, and only if no other run has
+    moved the watermark meanwhile."""
     started = time.perf_counter()
     now = now or timezone.now()
     oldest_kept = now - timedelta(hours=monitoring_settings.EVENT_RETENTION_HOURS)
     report = RollupReport()
+    state, _ = RollupState.objects.get_or_create(pk=1)
+    read_from = state.watermark
+    new = PredictionEvent.objects.all()
+    if read_from is not None:
+        new = new.filter(ingested_at__gt=read_from - SAFETY_MARGIN)
+    span = new.aggregate(
+        first=Min("created_at"),
+        last=Max("created_at"),
+        seen=Max("ingested_at"),
+        events=Count("id"),
+    )
+    report.events = span["events"]
+    rollups: list[MetricRollup] = []
+    if report.events:
+        # Minutes older than the retention may have lost raw events to
+        # pruning; recomputing them would shrink their rollups.
+        start = max(_floor_minute(span["first"]), _floor_minute(oldest_kept) + MINUTE)
+        end = _floor_minute(span["last"]) + MINUTE
+        while start < end:
+            chunk_end = min(start + CHUNK, end)
+            rollups.extend(_buckets_between(start, chunk_end))
+            start = chunk_end
     with transaction.atomic():
-        state, _ = RollupState.objects.select_for_update().get_or_create(pk=1)
-        new = PredictionEvent.objects.all()
-        if state.watermark is not None:
-            new = new.filter(ingested_at__gt=state.watermark - SAFETY_MARGIN)
-        span = new.aggregate(
-            first=Min("created_at"),
-            last=Max("created_at"),
-            seen=Max("ingested_at"),
-            events=Count("id"),
+        state = RollupState.objects.select_for_update().get(pk=1)
+        if state.watermark != read_from:
+            report.superseded = True
+            report.seconds = time.perf_counter() - started
+            return report
+        MetricRollup.objects.bulk_create(
+            rollups,
+            batch_size=500,
+            update_conflicts=True,
+            unique_fields=_ROLLUP_KEY,
+            update_fields=_ROLLUP_VALUES,
         )
-        report.events = span["events"]
-        if report.events:
-            # Minutes older than the retention may have lost raw events to
-            # pruning; recomputing them would shrink their rollups.
-            start = max(
-                _floor_minute(span["first"]), _floor_minute(oldest_kept) + MINUTE
-            )
-            end = _floor_minute(span["last"]) + MINUTE
-            while start < end:
-                chunk_end = min(start + CHUNK, end)
-                rollups = _buckets_between(start, chunk_end)
-                MetricRollup.objects.bulk_create(
-                    rollups,
-                    batch_size=500,
-                    update_conflicts=True,
-                    unique_fields=_ROLLUP_KEY,
-                    update_fields=_ROLLUP_VALUES,
-                )
-                report.buckets += len(rollups)
-                report.rollups.extend(
-                    r for r in rollups if r.minute >= now - _snapshot_span()
-                )
-                start = chunk_end
-            if state.watermark is None or span["seen"] > state.watermark:
-                state.watermark = span["seen"]
+        if span["seen"] is not None:
+            state.watermark = span["seen"]
         state.last_run_at = now
         state.last_run_events = report.events
-        state.last_run_buckets = report.buckets
+        state.last_run_buckets = report.buckets = len(rollups)
         state.last_run_seconds = time.perf_counter() - started
         state.save()
     report.seconds = time.perf_counter() - started
+    recent = now - _snapshot_span()
+    report.rollups = [r for r in rollups if r.minute >= recent]
     if push and report.rollups:
         report.broadcast = broadcast.metrics_broadcast(
             {

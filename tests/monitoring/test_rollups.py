@@ -158,3 +158,27 @@ def test_minutes_are_utc_wall_clock_minutes(db):
     assert MetricRollup.objects.get().minute == datetime(
         2026, 11, 27, 10, 15, tzinfo=UTC
     )
+
+
+def test_a_run_overtaken_by_another_stores_nothing_and_loses_nothing(db, minute):
+    from unittest import mock
+
+    store([event(minute)] * 3)
+    real = services._buckets_between
+    overtaken = []
+
+    def slow_read(start, end):
+        rollups = real(start, end)
+        if not overtaken:
+            # while this run reads, another run and more events go through
+            overtaken.append(True)
+            store([event(minute)] * 2)
+            services.rollup_run(push=False)
+        return rollups
+
+    with mock.patch.object(services, "_buckets_between", slow_read):
+        report = services.rollup_run(push=False)
+    assert report.superseded is True
+    assert MetricRollup.objects.get().count == 5  # the other run's result
+    services.rollup_run(push=False)
+    assert MetricRollup.objects.get().count == 5
