@@ -2,19 +2,14 @@
 from granian (as the Procfile's web process), the live metrics from the
 uvicorn ASGI process on another port, rollups broadcast through Redis."""
 
-import math
 import os
-import random
 import re
 import time
-import uuid
-from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from django.contrib.auth import get_user_model
-from django.utils import timezone
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
@@ -76,54 +71,6 @@ def wait_for(page, condition: str, *servers, timeout: float = 15_000) -> None:
 
 def messages(page) -> int:
     return page.evaluate("window.dashboard.messages")
-
-
-def history_backfill(*, minutes: int = 14, seed: int = 7) -> int:
-    """Synthetic events over the minutes before now (two versions, a few
-    refusals), for the documentation picture only: written straight to
-    the table the servers' writers fill, then rolled up and broadcast like
-    any other events."""
-    rng = random.Random(seed)
-    this_minute = timezone.now().replace(second=0, microsecond=0)
-    events = []
-    for back in range(minutes, 0, -1):
-        start = this_minute - timedelta(minutes=back)
-        for _ in range(int(45 + 20 * math.sin(back / 2.5)) + rng.randint(0, 8)):
-            version = "v1.0" if rng.random() < 0.7 else "v2.0"
-            ok = rng.random() > (0.03 if version == "v1.0" else 0.01)
-            events.append(
-                PredictionEvent(
-                    event_id=uuid.uuid4(),
-                    request_id=uuid.uuid4().hex,
-                    created_at=start + timedelta(seconds=rng.uniform(0, 59.9)),
-                    model="default",
-                    version=version,
-                    latency_ms=rng.lognormvariate(
-                        0.2 if version == "v1.0" else 1.1, 0.45
-                    ),
-                    outcome="ok" if ok else "invalid_features",
-                    status_code=200 if ok else 422,
-                    rows=1,
-                    predicted_class=str(rng.randint(0, 1)) if ok else "",
-                    confidence=rng.uniform(0.55, 0.99) if ok else None,
-                )
-            )
-    PredictionEvent.objects.bulk_create(events)
-    return len(events)
-
-
-def screenshot(page, path: str, *servers) -> None:
-    """docs/dashboard.png: SCREENSHOT_PATH=docs/dashboard.png pytest
-    tests/browser -k live_metrics. Runs after the assertions."""
-    in_thread(history_backfill)
-    before = messages(page)
-    assert in_thread(services.rollup_run).broadcast is True
-    for _ in range(3):  # a short line of real samples
-        in_thread(services.system_sample)
-        time.sleep(1)
-    wait_for(page, f"window.dashboard.messages >= {before + 4}", *servers)
-    page.wait_for_timeout(300)
-    page.screenshot(path=path, full_page=True)
 
 
 @pytest.fixture
@@ -249,8 +196,6 @@ def test_dashboard_predicts_and_draws_live_metrics(servers, dashboard_page, esti
         wait_for(page, f"window.dashboard.messages > {before}", again)
         page.wait_for_timeout(200)
         assert page.evaluate(ROLLUP_TOTALS) == {"count": 13, "errors": 2}
-        if os.environ.get("SCREENSHOT_PATH"):
-            screenshot(page, os.environ["SCREENSHOT_PATH"], again)
     finally:
         again.stop()
 
