@@ -527,19 +527,9 @@ def warm_up_mlserver(url: str, body: Path) -> None:
     log(f"MLServer warm-up: {outputs}")
 
 
-def bench_ours(
-    kit: Path,
-    workdir: Path,
-    *,
-    label: str,
-    cache_ttl: float,
-    versions: list[str],
-    workers: int,
-    seconds: int,
-    start_timeout: float,
-) -> list[LoadRun]:
-    port = free_ports()
-    command = [
+def granian_command(port: int, workers: int) -> list[str]:
+    """The Procfile's `web` process (granian, WSGI) on 127.0.0.1:port."""
+    return [
         str(PYTHON),
         "-m",
         "granian",
@@ -560,6 +550,21 @@ def bench_ours(
         "--no-access-log",
         "mlserving.wsgi:application",
     ]
+
+
+def bench_ours(
+    kit: Path,
+    workdir: Path,
+    *,
+    label: str,
+    cache_ttl: float,
+    versions: list[str],
+    workers: int,
+    seconds: int,
+    start_timeout: float,
+) -> list[LoadRun]:
+    port = free_ports()
+    command = granian_command(port, workers)
     env = django_env(workdir, cache_ttl=cache_ttl)
     base = f"http://{HOST}:{port}"
     server = Server(
