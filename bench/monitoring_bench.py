@@ -653,7 +653,6 @@ def _event_columns(start: float, seconds: float, n: int, seed: int):
 
 
 _COLUMNS = (
-    "event_id",
     "request_id",
     "created_at",
     "ingested_at",
@@ -701,7 +700,6 @@ def _event_rows(spec: dict) -> Iterator[tuple[list[tuple], int]]:
                 counts = json.dumps({"0": rows - ones, "1": ones})
             batch.append(
                 (
-                    ids[64 * i : 64 * i + 32],
                     ids[64 * i + 32 : 64 * i + 64],
                     c["created"][i],
                     c["ingested"][i],

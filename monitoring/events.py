@@ -1,7 +1,7 @@
 """Prediction events, off the request path.
 
-`record()` appends a tuple to a bounded in-process buffer (a deque append:
-well under a microsecond) and returns; the request never waits on the
+`record()` appends to a bounded in-process buffer (about a microsecond)
+and returns; the request never waits on the
 database. A background thread in each process drains the buffer every
 EVENT_FLUSH_INTERVAL seconds (sooner once EVENT_BATCH_SIZE are waiting),
 counts each event in the Prometheus metrics, and writes the batch to the
@@ -57,7 +57,6 @@ def _class_key(label) -> str:
 
 
 _COLUMNS = (
-    "event_id",
     "request_id",
     "created_at",
     "model",
@@ -77,7 +76,16 @@ _COLUMNS = (
 )
 
 
-def to_row(event: Event, event_id: str) -> tuple:
+def _timestamp_adapter():
+    """time.time() -> the created_at parameter: an aware datetime, or for
+    SQLite the naive UTC string Django itself would store (its adapter
+    costs a few µs per call, mostly looking up the connection)."""
+    if connection.vendor == "sqlite":
+        return lambda ts: str(datetime.fromtimestamp(ts, UTC).replace(tzinfo=None))
+    return lambda ts: datetime.fromtimestamp(ts, UTC)
+
+
+def to_row(event: Event, adapt_time=None) -> tuple:
     """The column values of an event, in _COLUMNS order (runs in the
     writer thread, so the request pays none of this)."""
     labels, proba = event.labels, event.proba
@@ -98,11 +106,8 @@ def to_row(event: Event, event_id: str) -> tuple:
     if event.features is not None:
         features = orjson.dumps(event.features.tolist()).decode()
     return (
-        event_id,
         event.request_id,
-        connection.ops.adapt_datetimefield_value(
-            datetime.fromtimestamp(event.created, UTC)
-        ),
+        (adapt_time or _timestamp_adapter())(event.created),
         event.model,
         event.version,
         event.experiment,
@@ -124,12 +129,9 @@ def _insert_sql() -> str:
     quote = connection.ops.quote_name
     columns = ", ".join(quote(c) for c in _COLUMNS)
     marks = ", ".join(["%s"] * len(_COLUMNS))
-    # ON CONFLICT: PostgreSQL, and SQLite since 3.24. A batch retried after
-    # its commit went through (but the acknowledgement was lost) adds
-    # nothing.
     return (
         f"INSERT INTO {quote(PredictionEvent._meta.db_table)} ({columns}) "
-        f"VALUES ({marks}) ON CONFLICT ({quote('event_id')}) DO NOTHING"
+        f"VALUES ({marks})"
     )
 
 
@@ -141,17 +143,29 @@ def events_insert(rows: list[tuple]) -> None:
         cursor.executemany(_insert_sql(), rows)
 
 
+def batch_stored(rows: list[tuple]) -> bool:
+    """Whether a batch whose insert raised was committed after all (the
+    acknowledgement, not the commit, was lost). A batch is one transaction,
+    so its first row tells: compared with the very values stored."""
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT 1 FROM {quote(PredictionEvent._meta.db_table)} "
+            f"WHERE {quote('request_id')} = %s AND {quote('created_at')} = %s",
+            rows[0][:2],
+        )
+        return cursor.fetchone() is not None
+
+
 def events_store(events: list[Event]) -> None:
     """Write events now, in the calling thread (tests, benchmarks)."""
-    events_insert(list(map(to_row, events, _event_ids(len(events)))))
+    adapt_time = _timestamp_adapter()
+    events_insert([to_row(event, adapt_time) for event in events])
 
 
-def _event_ids(count: int) -> list[str]:
-    # One urandom call per batch: uuid4() per event costs a syscall each.
-    # Hex without dashes is how Django stores a UUIDField on SQLite and
-    # what PostgreSQL's uuid type reads.
-    raw = os.urandom(16 * count).hex()
-    return [raw[i : i + 32] for i in range(0, 32 * count, 32)]
+# Rows built per slice before the writer lets the request threads run: the
+# thread holds the GIL while it builds rows.
+_SLICE = 64
 
 
 class EventWriter:
@@ -164,6 +178,9 @@ class EventWriter:
         self._pid = os.getpid()
         self._buffer: deque[Event] = deque()
         self._pending: list[tuple] = []
+        # Size of the batch whose insert raised: on the next try, check
+        # first whether it was stored anyway.
+        self._uncertain = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -242,10 +259,12 @@ class EventWriter:
                 drained.append(buffer.popleft())
             except IndexError:
                 break
-        if drained:
-            prometheus.observe(drained)
-            ids = _event_ids(len(drained))
-            pending.extend(map(to_row, drained, ids))
+        adapt_time = _timestamp_adapter()
+        for start in range(0, len(drained), _SLICE):
+            chunk = drained[start : start + _SLICE]
+            prometheus.observe(chunk)
+            pending.extend(to_row(event, adapt_time) for event in chunk)
+            time.sleep(0)  # let a waiting request thread take the GIL
         prometheus.buffered(len(pending))
 
     def flush(self) -> bool:
@@ -254,9 +273,17 @@ class EventWriter:
         self._drain()
         batch_size = monitoring_settings.EVENT_BATCH_SIZE
         while self._pending:
-            batch = self._pending[:batch_size]
             try:
+                if self._uncertain:
+                    uncertain, self._uncertain = self._uncertain, 0
+                    if batch_stored(self._pending[:uncertain]):
+                        del self._pending[:uncertain]
+                        self.written += uncertain
+                        continue
+                batch = self._pending[:batch_size]
+                self._uncertain = len(batch)
                 events_insert(batch)
+                self._uncertain = 0
             except DatabaseError as exc:
                 self.failures += 1
                 if self.last_error is None:

@@ -13,9 +13,8 @@ class PredictionEvent(models.Model):
     """One /predict request, successful or not, written in batches by each
     web process's event writer (monitoring/events.py)."""
 
-    # Made by the writer; unique so that a batch retried after a lost
-    # commit acknowledgement is not stored twice.
-    event_id = models.UUIDField(unique=True)
+    # Indexed for feedback; server-made ids start with the time, so the
+    # index grows at its end.
     request_id = models.CharField(max_length=64, db_index=True)
     # When the request arrived (web host clock): rollups bucket by this.
     created_at = models.DateTimeField(db_index=True)
@@ -41,9 +40,6 @@ class PredictionEvent(models.Model):
     cached = models.BooleanField(default=False)
     # Only with LOG_FEATURES on.
     features = models.JSONField(null=True, blank=True)
-
-    class Meta:
-        indexes = [models.Index(fields=["model", "version", "created_at"])]
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.model}:{self.version} {self.outcome}"

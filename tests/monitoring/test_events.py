@@ -104,3 +104,22 @@ def test_monitoring_off_records_nothing(client, two_versions, settings):
     assert predict(client).status_code == 200
     writer.flush()
     assert PredictionEvent.objects.count() == 0
+
+
+def test_a_batch_committed_but_not_acknowledged_is_not_stored_twice(
+    client, two_versions
+):
+    for _ in range(4):
+        predict(client)
+    real = events.events_insert
+
+    def commit_then_fail(rows):
+        real(rows)  # the commit went through...
+        raise OperationalError("connection lost")  # ...the answer did not
+
+    with mock.patch.object(events, "events_insert", side_effect=commit_then_fail):
+        assert writer.flush() is False
+    predict(client)
+    assert writer.flush() is True
+    assert PredictionEvent.objects.count() == 5
+    assert writer.stats()["written"] == 5

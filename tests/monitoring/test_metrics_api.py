@@ -110,3 +110,32 @@ def test_prometheus_counts_requests_by_outcome_and_parses(client, two_versions):
         "mlserving_prediction_rows",
         "mlserving_events_dropped",
     } <= names
+
+
+def test_batched_histogram_counts_equal_one_observe_per_value():
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from monitoring import prometheus
+
+    amounts = [0.0001, 0.0005, 0.0007, 0.001, 0.004, 0.02, 0.5, 3.0, 31.0, 0.002]
+
+    def exposition(fill) -> list[str]:
+        # a name of its own: in multiprocess mode same-named values share
+        # their file
+        name = f"h_{fill.__name__}"
+        registry = CollectorRegistry()
+        histogram = Histogram(
+            name, "h", ["x"], buckets=prometheus.LATENCY_BUCKETS, registry=registry
+        )
+        fill(histogram.labels("a"))
+        text = generate_latest(registry).decode().replace(name, "h")
+        return [line for line in text.splitlines() if "_created" not in line]
+
+    def one_by_one(child):
+        for amount in amounts:
+            child.observe(amount)
+
+    def batched(child):
+        prometheus.histogram_observe_many(child, amounts)
+
+    assert exposition(batched) == exposition(one_by_one)
