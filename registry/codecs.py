@@ -6,7 +6,7 @@ The request shape is the seed's:
 registered model other than the default.
 """
 
-import os
+import random
 import re
 import time
 from dataclasses import dataclass
@@ -47,7 +47,8 @@ def request_id_from(header: str | None) -> str:
     end instead of at random places."""
     if header and _REQUEST_ID.match(header):
         return header
-    return f"{int(time.time() * 1000):012x}{os.urandom(10).hex()}"
+    # Unique, not secret: random's generator costs a tenth of os.urandom.
+    return f"{int(time.time() * 1000):012x}{random.getrandbits(80):020x}"
 
 
 def _kind(value) -> str:
