@@ -742,12 +742,12 @@ def _insert_events(spec: dict) -> dict:
             if vendor == "sqlite":
                 rows = [
                     (
-                        *r[:2],
+                        r[0],
+                        r[1].replace("T", " "),
                         r[2].replace("T", " "),
-                        r[3].replace("T", " "),
-                        *r[4:16],
-                        int(r[16]),
-                        r[17],
+                        *r[3:15],
+                        int(r[15]),
+                        r[16],
                     )
                     for r in batch
                 ]
@@ -770,7 +770,7 @@ def _insert_events(spec: dict) -> dict:
 
                 text = "".join(
                     "\t".join(
-                        cell(v) if k not in (2, 3) else v + "+00"
+                        cell(v) if k not in (1, 2) else v + "+00"
                         for k, v in enumerate(r)
                     )
                     + "\n"
