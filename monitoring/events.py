@@ -1,8 +1,8 @@
 """Prediction events, off the request path.
 
-`record()` appends to a bounded in-process buffer (about a microsecond)
-and returns; the request never waits on the
-database. A background thread in each process drains the buffer every
+`record()` turns the event into its row tuple and appends it to a bounded
+in-process buffer (a few microseconds, no I/O) and returns; the request
+never waits on the database. A background thread in each process drains the buffer every
 EVENT_FLUSH_INTERVAL seconds (sooner once EVENT_BATCH_SIZE are waiting),
 counts each event in the Prometheus metrics, and writes the batch to the
 database. When the database is unreachable the thread keeps the batch and
@@ -74,20 +74,32 @@ _COLUMNS = (
     "cached",
     "features",
 )
+# Positions in a row that Prometheus counts by.
+EVENT_MODEL = _COLUMNS.index("model")
+EVENT_VERSION = _COLUMNS.index("version")
+EVENT_ARM = _COLUMNS.index("arm")
+EVENT_OUTCOME = _COLUMNS.index("outcome")
+EVENT_LATENCY = _COLUMNS.index("latency_ms")
+EVENT_ROWS = _COLUMNS.index("rows")
+
+
+def _sqlite_time(ts: float) -> str:
+    return str(datetime.fromtimestamp(ts, UTC).replace(tzinfo=None))
+
+
+def _aware_time(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
 
 
 def _timestamp_adapter():
     """time.time() -> the created_at parameter: an aware datetime, or for
     SQLite the naive UTC string Django itself would store (its adapter
     costs a few µs per call, mostly looking up the connection)."""
-    if connection.vendor == "sqlite":
-        return lambda ts: str(datetime.fromtimestamp(ts, UTC).replace(tzinfo=None))
-    return lambda ts: datetime.fromtimestamp(ts, UTC)
+    return _sqlite_time if connection.vendor == "sqlite" else _aware_time
 
 
 def to_row(event: Event, adapt_time=None) -> tuple:
-    """The column values of an event, in _COLUMNS order (runs in the
-    writer thread, so the request pays none of this)."""
+    """The column values of an event, in _COLUMNS order."""
     labels, proba = event.labels, event.proba
     rows = 0 if labels is None else len(labels)
     predicted, class_counts, confidence = "", None, None
@@ -163,11 +175,6 @@ def events_store(events: list[Event]) -> None:
     events_insert([to_row(event, adapt_time) for event in events])
 
 
-# Rows built per slice before the writer lets the request threads run: the
-# thread holds the GIL while it builds rows.
-_SLICE = 64
-
-
 class EventWriter:
     def __init__(self):
         self._lock = threading.Lock()
@@ -176,7 +183,8 @@ class EventWriter:
 
     def _reset_state(self) -> None:
         self._pid = os.getpid()
-        self._buffer: deque[Event] = deque()
+        self._buffer: deque[tuple] = deque()
+        self._adapt_time = None
         self._pending: list[tuple] = []
         # Size of the batch whose insert raised: on the next try, check
         # first whether it was stored anyway.
@@ -203,7 +211,14 @@ class EventWriter:
             self.dropped += 1
             prometheus.events_dropped()
             return
-        self._buffer.append(event)
+        # The row is built here, on the request's thread (a few µs, no I/O),
+        # not in the writer: Python work in a second thread costs a
+        # saturated server far more than its own CPU time, in hand-overs
+        # of the GIL (measured: bench/README.md).
+        adapt_time = self._adapt_time
+        if adapt_time is None:
+            adapt_time = self._adapt_time = _timestamp_adapter()
+        self._buffer.append(to_row(event, adapt_time))
         if self._thread is None and monitoring_settings.EVENT_WRITER_THREAD:
             self._start()
         elif len(self._buffer) >= monitoring_settings.EVENT_BATCH_SIZE:
@@ -259,12 +274,9 @@ class EventWriter:
                 drained.append(buffer.popleft())
             except IndexError:
                 break
-        adapt_time = _timestamp_adapter()
-        for start in range(0, len(drained), _SLICE):
-            chunk = drained[start : start + _SLICE]
-            prometheus.observe(chunk)
-            pending.extend(to_row(event, adapt_time) for event in chunk)
-            time.sleep(0)  # let a waiting request thread take the GIL
+        if drained:
+            prometheus.observe(drained)
+            pending.extend(drained)
         prometheus.buffered(len(pending))
 
     def flush(self) -> bool:

@@ -79,39 +79,46 @@ _UPPER_BOUNDS = np.array([*LATENCY_BUCKETS, float("inf")])
 _children: dict = {}
 
 
-def _series(event) -> tuple:
-    key = (event.model, event.version, event.arm, event.outcome)
+def _series(key: tuple) -> tuple:
     series = _children.get(key)
     if series is None:
-        labels = (event.model, event.version, event.arm)
+        model, version, arm, outcome = key
         series = _children[key] = (
-            PREDICTIONS.labels(*labels, event.outcome),
-            ROWS.labels(*labels),
-            LATENCY.labels(*labels),
+            PREDICTIONS.labels(model, version, arm, outcome),
+            ROWS.labels(model, version, arm),
+            LATENCY.labels(model, version, arm),
         )
     return series
 
 
-def observe(events) -> None:
-    """Count a drained batch: one increment per series and per histogram
-    bucket touched, instead of one per event (each increment writes to a
-    memory-mapped file under a lock)."""
+def observe(rows) -> None:
+    """Count a drained batch of event rows (monitoring.events.to_row): one
+    increment per series and per histogram bucket touched, instead of one
+    per event (each increment writes to a memory-mapped file under a
+    lock)."""
+    from monitoring.events import (  # events imports this module
+        EVENT_ARM,
+        EVENT_LATENCY,
+        EVENT_MODEL,
+        EVENT_OUTCOME,
+        EVENT_ROWS,
+        EVENT_VERSION,
+    )
+
     requests: dict[tuple, int] = {}
-    rows: dict[tuple, int] = {}
+    predicted: dict[tuple, int] = {}
     latencies: dict[tuple, list[float]] = {}
-    for event in events:
-        key = (event.model, event.version, event.arm, event.outcome)
-        if key not in _children:
-            _series(event)
+    for row in rows:
+        key = (row[EVENT_MODEL], row[EVENT_VERSION], row[EVENT_ARM], row[EVENT_OUTCOME])
         requests[key] = requests.get(key, 0) + 1
-        if event.labels is not None:
-            rows[key] = rows.get(key, 0) + len(event.labels)
-        latencies.setdefault(key, []).append(event.latency_ms / 1000.0)
+        if row[EVENT_ROWS]:
+            predicted[key] = predicted.get(key, 0) + row[EVENT_ROWS]
+        latencies.setdefault(key, []).append(row[EVENT_LATENCY] / 1000.0)
     for key, count in requests.items():
-        counter, row_counter, histogram = _children[key]
+        counter, row_counter, histogram = _series(key)
         counter.inc(count)
-        if key in rows:
-            row_counter.inc(rows[key])
+        if key in predicted:
+            row_counter.inc(predicted[key])
         histogram_observe_many(histogram, latencies[key])
 
 
