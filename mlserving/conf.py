@@ -49,7 +49,6 @@ class AppSettings:
     def __init__(self, setting: str, defaults: dict):
         self._setting = setting
         self._defaults = defaults
-        self._cache: dict = {}
         setting_changed.connect(self._reload)
 
     def __getattr__(self, name: str):
@@ -57,15 +56,13 @@ class AppSettings:
         if name not in defaults:
             raise AttributeError(name)
         value = getattr(settings, self._setting, {}).get(name, defaults[name])
-        self._cache[name] = value
-        self.__dict__[name] = value
+        self.__dict__[name] = value  # later reads skip __getattr__
         return value
 
     def _reload(self, *, setting: str, **kwargs) -> None:
         if setting == self._setting:
-            for name in self._cache:
+            for name in self._defaults:
                 self.__dict__.pop(name, None)
-            self._cache.clear()
 
 
 app_settings = AppSettings("MLSERVING", SERVING_DEFAULTS)

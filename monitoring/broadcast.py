@@ -1,8 +1,8 @@
 """The one way monitoring talks to websocket clients: a message to the
 metrics group through the channel layer. Consumers forward what arrives.
 
-A broadcast is best effort: when Redis is unreachable it is logged and
-counted, and whatever called it carries on (rollups never fail for it).
+A broadcast is best effort: when Redis is unreachable it is logged, and
+whatever called it carries on (rollups never fail for it).
 """
 
 import logging
@@ -16,8 +16,6 @@ METRICS_GROUP = "metrics"
 # Event type of a broadcast; the consumer's handler is `metrics_updated`.
 METRICS_UPDATED = "metrics.updated"
 
-failures = 0
-
 
 def metrics_group() -> str:
     return METRICS_GROUP
@@ -26,7 +24,6 @@ def metrics_group() -> str:
 def metrics_broadcast(message: dict) -> bool:
     """Send `message` to every connected dashboard; False if it could not
     be sent."""
-    global failures
     layer = get_channel_layer()
     if layer is None:
         return False
@@ -35,7 +32,6 @@ def metrics_broadcast(message: dict) -> bool:
             metrics_group(), {"type": METRICS_UPDATED, "message": message}
         )
     except Exception as exc:  # Redis down, timeouts, full channels...
-        failures += 1
         logger.warning("metrics broadcast failed: %s", exc)
         return False
     return True

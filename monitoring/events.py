@@ -98,7 +98,7 @@ def _timestamp_adapter():
     return _sqlite_time if connection.vendor == "sqlite" else _aware_time
 
 
-def to_row(event: Event, adapt_time=None) -> tuple:
+def to_row(event: Event, adapt_time) -> tuple:
     """The column values of an event, in _COLUMNS order."""
     labels, proba = event.labels, event.proba
     rows = 0 if labels is None else len(labels)
@@ -119,7 +119,7 @@ def to_row(event: Event, adapt_time=None) -> tuple:
         features = orjson.dumps(event.features.tolist()).decode()
     return (
         event.request_id,
-        (adapt_time or _timestamp_adapter())(event.created),
+        adapt_time(event.created),
         event.model,
         event.version,
         event.experiment,

@@ -12,8 +12,6 @@ from pathlib import Path
 import psutil
 from django.conf import settings
 
-ROLES = ("web", "ws", "worker", "beat", "redis")
-
 
 def _dir() -> Path:
     return Path(settings.VAR_DIR) / "run" / "roles"

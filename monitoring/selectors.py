@@ -6,12 +6,15 @@ import re
 import time
 from datetime import UTC, datetime, timedelta
 
+import psutil
 from django.utils import timezone
 
 from mlserving.conf import monitoring_settings
 from mlserving.errors import ValidationFailed
 from monitoring import stats
+from monitoring.events import writer
 from monitoring.models import MetricRollup, RollupState, SystemSample
+from registry import serving
 
 _WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -272,3 +275,37 @@ def pipeline_status(*, writer_stats: dict) -> dict:
 def system_latest() -> dict | None:
     sample = SystemSample.objects.order_by("-sampled_at").first()
     return system_sample_dict(sample) if sample else None
+
+
+def metrics_report(*, window: str | None, model: str | None) -> dict:
+    """The body of GET /metrics. ValidationFailed for a bad window."""
+    label, seconds = window_parse(window)
+    return {
+        "window": label,
+        "window_seconds": seconds,
+        **metrics_summary(window_seconds=seconds, model=model),
+        "pipeline": pipeline_status(writer_stats=writer.stats()),
+        "models_loaded": [
+            f"{e.model}:{e.version}" for e in serving.model_cache.loaded()
+        ],
+        # live readings of the host that answered
+        "system": {
+            "cpu_percent": psutil.cpu_percent(interval=None),
+            "memory_percent": psutil.virtual_memory().percent,
+            "process_rss_bytes": psutil.Process().memory_info().rss,
+        },
+        "system_sampled": system_latest(),
+    }
+
+
+def websocket_url(*, host: str, secure: bool, same_origin: bool) -> str:
+    """Where a browser that loaded the page from `host` finds /ws/metrics/:
+    WEBSOCKET_URL when set (behind a proxy); the same origin when the page
+    came from the ASGI process; else this host on WS_PORT."""
+    if monitoring_settings.WEBSOCKET_URL:
+        return monitoring_settings.WEBSOCKET_URL
+    scheme = "wss" if secure else "ws"
+    if same_origin:
+        return f"{scheme}://{host}/ws/metrics/"
+    hostname = host if host.endswith("]") else host.rsplit(":", 1)[0]
+    return f"{scheme}://{hostname}:{monitoring_settings.WS_PORT}/ws/metrics/"

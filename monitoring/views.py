@@ -1,6 +1,5 @@
 """GET /health, GET /metrics, GET /metrics/prometheus and the dashboard."""
 
-import psutil
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponse
 from django.views.generic import TemplateView
@@ -10,12 +9,9 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from mlserving.conf import monitoring_settings
 from mlserving.openapi import error_responses
 from monitoring import health, prometheus, selectors
-from monitoring.events import writer
 from monitoring.serializers import HealthSerializer, MetricsSerializer
-from registry import serving
 
 
 class HealthApi(APIView):
@@ -57,25 +53,12 @@ class MetricsApi(APIView):
         responses={200: MetricsSerializer, **error_responses(401, 422)},
     )
     def get(self, request):
-        label, seconds = selectors.window_parse(request.query_params.get("window"))
-        body = {
-            "window": label,
-            "window_seconds": seconds,
-            **selectors.metrics_summary(
-                window_seconds=seconds, model=request.query_params.get("model")
-            ),
-        }
-        body["pipeline"] = selectors.pipeline_status(writer_stats=writer.stats())
-        body["models_loaded"] = [
-            f"{e.model}:{e.version}" for e in serving.model_cache.loaded()
-        ]
-        body["system"] = {
-            "cpu_percent": psutil.cpu_percent(interval=None),
-            "memory_percent": psutil.virtual_memory().percent,
-            "process_rss_bytes": psutil.Process().memory_info().rss,
-        }
-        body["system_sampled"] = selectors.system_latest()
-        return Response(body)
+        return Response(
+            selectors.metrics_report(
+                window=request.query_params.get("window"),
+                model=request.query_params.get("model"),
+            )
+        )
 
 
 class PrometheusApi(APIView):
@@ -104,18 +87,10 @@ class DashboardView(TemplateView):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        context["websocket_url"] = self._websocket_url()
-        return context
-
-    def _websocket_url(self) -> str:
-        """Where the browser finds /ws/metrics/: WEBSOCKET_URL when set
-        (behind a proxy), else this host on WS_PORT (the ASGI process)."""
-        if monitoring_settings.WEBSOCKET_URL:
-            return monitoring_settings.WEBSOCKET_URL
         request = self.request
-        scheme = "wss" if request.is_secure() else "ws"
-        host = request.get_host()
-        if isinstance(request, ASGIRequest):  # the ASGI process: same origin
-            return f"{scheme}://{host}/ws/metrics/"
-        hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-        return f"{scheme}://{hostname}:{monitoring_settings.WS_PORT}/ws/metrics/"
+        context["websocket_url"] = selectors.websocket_url(
+            host=request.get_host(),
+            secure=request.is_secure(),
+            same_origin=isinstance(request, ASGIRequest),
+        )
+        return context

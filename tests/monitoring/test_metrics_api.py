@@ -139,3 +139,31 @@ def test_batched_histogram_counts_equal_one_observe_per_value():
         prometheus.histogram_observe_many(child, amounts)
 
     assert exposition(batched) == exposition(one_by_one)
+
+
+@pytest.mark.parametrize(
+    "host, secure, same_origin, expected",
+    [
+        ("127.0.0.1:8000", False, False, "ws://127.0.0.1:8001/ws/metrics/"),
+        ("ml.example.com", True, False, "wss://ml.example.com:8001/ws/metrics/"),
+        ("[::1]:8000", False, False, "ws://[::1]:8001/ws/metrics/"),
+        ("127.0.0.1:8001", False, True, "ws://127.0.0.1:8001/ws/metrics/"),
+    ],
+)
+def test_the_dashboard_finds_the_socket_on_the_asgi_port(
+    host, secure, same_origin, expected
+):
+    from monitoring.selectors import websocket_url
+
+    assert websocket_url(host=host, secure=secure, same_origin=same_origin) == (
+        expected
+    )
+
+
+def test_a_configured_websocket_url_wins(client, db, settings):
+    settings.MONITORING = {
+        **settings.MONITORING,
+        "WEBSOCKET_URL": "wss://ml.example.com/ws/metrics/",
+    }
+    page = client.get("/").content.decode()
+    assert 'data-ws-url="wss://ml.example.com/ws/metrics/"' in page
