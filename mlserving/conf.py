@@ -41,6 +41,14 @@ MONITORING_DEFAULTS = {
     "EVENT_WRITER_THREAD": True,
 }
 
+EXPERIMENT_DEFAULTS = {
+    "SHADOW_QUEUE_SIZE": 1000,
+    "BANDIT_UPDATE_INTERVAL": 10.0,
+    "GUARDRAIL_WINDOW_MINUTES": 10,
+    "SEQUENTIAL_ALPHA": 0.05,
+    "FEEDBACK_WAIT": 2.0,
+}
+
 
 class AppSettings:
     """Attribute access to one settings dict, with defaults; values are
@@ -67,3 +75,4 @@ class AppSettings:
 
 app_settings = AppSettings("MLSERVING", SERVING_DEFAULTS)
 monitoring_settings = AppSettings("MONITORING", MONITORING_DEFAULTS)
+experiment_settings = AppSettings("EXPERIMENTS", EXPERIMENT_DEFAULTS)

@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "channels",
     "django_celery_beat",
+    "simple_history",
     "registry",
     "experiments",
     "monitoring",
@@ -222,6 +223,24 @@ MLSERVING = {
     "REGISTRY_POLL_INTERVAL": env.float("REGISTRY_POLL_INTERVAL", 0.25),
     "API_KEYS": [k for k in env.list("API_KEYS", default=[]) if k],
     "ALIAS": "production",
+}
+
+# --- Experiments ----------------------------------------------------------
+EXPERIMENTS = {
+    # Mirrored requests waiting for shadow versions, per process; past it
+    # copies are dropped and counted (the caller never waits).
+    "SHADOW_QUEUE_SIZE": env.int("SHADOW_QUEUE_SIZE", 1000),
+    # How often (s) a weighted experiment's Thompson allocation is
+    # recomputed from rollups.
+    "BANDIT_UPDATE_INTERVAL": env.float("BANDIT_UPDATE_INTERVAL", 10.0),
+    # Guardrails judge each arm on the last N minutes of rollups.
+    "GUARDRAIL_WINDOW_MINUTES": env.int("GUARDRAIL_WINDOW_MINUTES", 10),
+    # The sequential test's level for declaring (and auto-promoting) a
+    # winner.
+    "SEQUENTIAL_ALPHA": env.float("SEQUENTIAL_ALPHA", 0.05),
+    # How long POST /feedback waits for a just-made prediction to reach the
+    # event log before answering 404 (events are written in batches).
+    "FEEDBACK_WAIT": env.float("FEEDBACK_WAIT", 2.0),
 }
 
 # --- Monitoring -----------------------------------------------------------

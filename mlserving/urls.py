@@ -10,6 +10,7 @@ from drf_spectacular.views import (
     SpectacularSwaggerView,
 )
 
+from experiments.views import AbTestConfigureApi, AbTestStatusApi, FeedbackApi
 from monitoring.views import DashboardView, HealthApi, MetricsApi, PrometheusApi
 from registry.views import (
     ModelActivateApi,
@@ -38,6 +39,9 @@ urlpatterns = [
     ),
     path("metrics", MetricsApi.as_view(), name="metrics"),
     path("metrics/prometheus", PrometheusApi.as_view(), name="prometheus"),
+    path("ab-test/status", AbTestStatusApi.as_view(), name="ab-test-status"),
+    path("ab-test/configure", AbTestConfigureApi.as_view(), name="ab-test-configure"),
+    path("feedback", FeedbackApi.as_view(), name="feedback"),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="schema"),
     path("openapi.yaml", SpectacularAPIView.as_view(), name="schema-yaml"),
     path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),

@@ -40,6 +40,13 @@ class PredictionEvent(models.Model):
     cached = models.BooleanField(default=False)
     # Only with LOG_FEATURES on.
     features = models.JSONField(null=True, blank=True)
+    # A shadow prediction: a mirrored copy of the request with the same
+    # request_id, answered by a shadow version and never returned. Its arm
+    # is "shadow"; the rows on which it agreed with the primary's answer,
+    # and the primary's latency, are kept for comparison.
+    shadow = models.BooleanField(default=False)
+    agreed_rows = models.PositiveIntegerField(null=True, blank=True)
+    primary_latency_ms = models.FloatField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.model}:{self.version} {self.outcome}"
@@ -71,11 +78,20 @@ class MetricRollup(models.Model):
     confidence_sum = models.FloatField(default=0.0)
     confidence_count = models.PositiveIntegerField(default=0)
     class_counts = models.JSONField(default=dict)
-    # Filled from feedback (experiments).
+    # Filled from feedback on this bucket's predictions (POST /feedback).
     labels = models.PositiveIntegerField(default=0)
     correct = models.PositiveIntegerField(default=0)
     conversions = models.PositiveIntegerField(default=0)
+    # Feedback rows that said converted true or false.
     conversion_trials = models.PositiveIntegerField(default=0)
+    rewards = models.PositiveIntegerField(default=0)
+    reward_sum = models.FloatField(default=0.0)
+    reward_sq_sum = models.FloatField(default=0.0)
+    # Shadow buckets: rows compared with the primary's answer, rows that
+    # agreed, and the primary's summed latency for the same requests.
+    compared_rows = models.PositiveIntegerField(default=0)
+    agreed_rows = models.PositiveIntegerField(default=0)
+    primary_latency_sum_ms = models.FloatField(default=0.0)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -89,6 +105,34 @@ class MetricRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.minute:%Y-%m-%d %H:%M} {self.model}:{self.version} {self.count}"
+
+
+class Feedback(models.Model):
+    """What a client reported about one prediction (POST /feedback), with
+    the prediction's bucket copied from the event log when it arrived, so
+    rollups add it to the right minute, version and arm."""
+
+    request_id = models.CharField(max_length=64, unique=True)
+    # Database clock, set again when later feedback adds to the row:
+    # rollups find changed feedback by it.
+    changed_at = models.DateTimeField(db_default=Now(), db_index=True)
+    converted = models.BooleanField(null=True, blank=True)
+    reward = models.FloatField(null=True, blank=True)
+    true_label = models.CharField(max_length=100, blank=True, default="")
+    # Whether true_label equals the predicted class; None without a label.
+    correct = models.BooleanField(null=True, blank=True)
+    # The prediction's rollup bucket.
+    minute = models.DateTimeField()
+    model = models.CharField(max_length=100, blank=True)
+    version = models.CharField(max_length=64, blank=True)
+    experiment = models.CharField(max_length=100, blank=True, default="")
+    arm = models.CharField(max_length=64, blank=True, default="")
+
+    class Meta:
+        indexes = [models.Index(fields=["minute"])]
+
+    def __str__(self) -> str:
+        return f"feedback {self.request_id}"
 
 
 class SystemSample(models.Model):
@@ -127,6 +171,8 @@ class RollupState(models.Model):
     last_run_seconds = models.FloatField(default=0.0)
     last_run_events = models.PositiveIntegerField(default=0)
     last_run_buckets = models.PositiveIntegerField(default=0)
+    # How far feedback has been read (by Feedback.changed_at).
+    feedback_watermark = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"rollups up to {self.watermark}"

@@ -48,7 +48,8 @@ LATENCY_BUCKETS = (
 
 PREDICTIONS = Counter(
     "mlserving_predictions",
-    "POST /predict requests by outcome ('ok' or the error code).",
+    "POST /predict requests by outcome ('ok' or the error code); arm "
+    "'shadow' counts the mirrored copies answered by shadow versions.",
     ["model", "version", "arm", "outcome"],
 )
 ROWS = Counter(
@@ -65,6 +66,10 @@ LATENCY = Histogram(
 EVENTS_DROPPED = Counter(
     "mlserving_events_dropped",
     "Prediction events dropped because a process's buffer was full.",
+)
+SHADOW_DROPPED = Counter(
+    "mlserving_shadow_dropped",
+    "Mirrored requests dropped because a process's shadow queue was full.",
 )
 EVENTS_BUFFERED = Gauge(
     "mlserving_events_buffered",
@@ -137,6 +142,10 @@ def histogram_observe_many(histogram, amounts: list[float]) -> None:
 
 def events_dropped() -> None:
     EVENTS_DROPPED.inc()
+
+
+def shadow_dropped() -> None:
+    SHADOW_DROPPED.inc()
 
 
 def buffered(count: int) -> None:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import psutil
 from django.utils import timezone
 
+from experiments.selectors import experiments_overview
 from mlserving.conf import monitoring_settings
 from mlserving.errors import ValidationFailed
 from monitoring import stats
@@ -60,7 +61,9 @@ def rollup_dict(rollup: MetricRollup) -> dict:
         "errors_by_code": rollup.errors_by_code,
         "rows": rollup.rows,
         "latency_ms": {
-            "avg": _round(rollup.latency_sum_ms / rollup.count),
+            "avg": (
+                _round(rollup.latency_sum_ms / rollup.count) if rollup.count else None
+            ),
             "p50": _round(rollup.latency_p50_ms),
             "p95": _round(rollup.latency_p95_ms),
             "p99": _round(rollup.latency_p99_ms),
@@ -77,8 +80,20 @@ def rollup_dict(rollup: MetricRollup) -> dict:
             _round(rollup.correct / rollup.labels, 4) if rollup.labels else None
         ),
         "conversions": rollup.conversions,
+        "rewards": rollup.rewards,
+        "reward_sum": rollup.reward_sum,
+        "shadow": rollup.arm == SHADOW_ARM,
+        "compared_rows": rollup.compared_rows,
+        "agreed_rows": rollup.agreed_rows,
         "updated_at": rollup.updated_at.isoformat() if rollup.updated_at else None,
     }
+
+
+SHADOW_ARM = "shadow"
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return _round(part / whole, 4) if whole else None
 
 
 def system_sample_dict(sample: SystemSample) -> dict:
@@ -111,6 +126,7 @@ def metrics_snapshot(*, minutes: int | None = None) -> dict:
         "rollup_interval": monitoring_settings.ROLLUP_INTERVAL,
         "rollups": [rollup_dict(r) for r in rollups],
         "system": [system_sample_dict(s) for s in samples],
+        "experiments": experiments_overview(),
     }
 
 
@@ -177,11 +193,9 @@ class _Totals:
             "accuracy": _round(self.correct / self.labels, 4) if self.labels else None,
             "labels": self.labels,
             "conversions": self.conversions,
-            "conversion_rate": (
-                _round(self.conversions / self.conversion_trials, 4)
-                if self.conversion_trials
-                else None
-            ),
+            # Conversions per successful prediction (exposure), as the
+            # experiments' statistics count them.
+            "conversion_rate": (_round(self.conversions / ok, 4) if ok else None),
         }
 
 
@@ -197,7 +211,17 @@ def metrics_summary(*, window_seconds: float, model: str | None = None) -> dict:
     overall = _Totals()
     by_version: dict[tuple[str, str], _Totals] = {}
     by_arm: dict[tuple[str, str, str], _Totals] = {}
+    shadows: dict[tuple[str, str, str], _Totals] = {}
+    shadow_agreement: dict[tuple[str, str, str], list[int]] = {}
     for r in rollups.order_by("minute"):
+        if r.arm == SHADOW_ARM:
+            # Mirrored copies: not requests anyone made.
+            key = (r.model, r.experiment, r.version)
+            shadows.setdefault(key, _Totals()).add(r)
+            agreement = shadow_agreement.setdefault(key, [0, 0])
+            agreement[0] += r.agreed_rows
+            agreement[1] += r.compared_rows
+            continue
         overall.add(r)
         if r.version:
             by_version.setdefault((r.model, r.version), _Totals()).add(r)
@@ -249,6 +273,19 @@ def metrics_summary(*, window_seconds: float, model: str | None = None) -> dict:
                 **totals.rates(),
             }
             for (experiment, arm, version), totals in sorted(by_arm.items())
+        ],
+        "shadow": [
+            {
+                "model": name,
+                "experiment": experiment,
+                "model_version": version,
+                "predictions": totals.count,
+                "failed_predictions": totals.errors,
+                "agreement_rate": _ratio(*shadow_agreement[key]),
+                "processing_time_ms": totals.latency(),
+            }
+            for key, totals in sorted(shadows.items())
+            for name, experiment, version in [key]
         ],
     }
 

@@ -23,12 +23,18 @@ import numpy as np
 import psutil
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Max, Min
+from django.db.models import Count, F, Max, Min, Q, Sum
 from django.utils import timezone
 
 from mlserving.conf import monitoring_settings
 from monitoring import broadcast, roles, selectors, stats
-from monitoring.models import MetricRollup, PredictionEvent, RollupState, SystemSample
+from monitoring.models import (
+    Feedback,
+    MetricRollup,
+    PredictionEvent,
+    RollupState,
+    SystemSample,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +58,8 @@ _EVENT_FIELDS = (
     "class_counts",
     "confidence",
     "cached",
+    "agreed_rows",
+    "primary_latency_ms",
 )
 _ROLLUP_KEY = ["minute", "model", "version", "experiment", "arm"]
 _ROLLUP_VALUES = [
@@ -69,6 +77,20 @@ _ROLLUP_VALUES = [
     "confidence_sum",
     "confidence_count",
     "class_counts",
+    "compared_rows",
+    "agreed_rows",
+    "primary_latency_sum_ms",
+    "updated_at",
+]
+# Written by the feedback pass only; the event pass leaves them alone.
+_FEEDBACK_VALUES = [
+    "labels",
+    "correct",
+    "conversions",
+    "conversion_trials",
+    "rewards",
+    "reward_sum",
+    "reward_sq_sum",
     "updated_at",
 ]
 
@@ -86,6 +108,9 @@ class _Bucket:
     confidence_sum: float = 0.0
     confidence_count: int = 0
     classes: Counter = field(default_factory=Counter)
+    compared_rows: int = 0
+    agreed_rows: int = 0
+    primary_latency_sum_ms: float = 0.0
 
     def to_rollup(self, key: tuple) -> MetricRollup:
         minute, model, version, experiment, arm = key
@@ -111,6 +136,9 @@ class _Bucket:
             confidence_sum=self.confidence_sum,
             confidence_count=self.confidence_count,
             class_counts=dict(sorted(self.classes.items())),
+            compared_rows=self.compared_rows,
+            agreed_rows=self.agreed_rows,
+            primary_latency_sum_ms=self.primary_latency_sum_ms,
         )
 
 
@@ -135,6 +163,8 @@ def _buckets_between(start: datetime, end: datetime) -> list[MetricRollup]:
         class_counts,
         confidence,
         cached,
+        agreed_rows,
+        primary_latency_ms,
     ) in events:
         key = (
             created_at.replace(second=0, microsecond=0),
@@ -159,6 +189,10 @@ def _buckets_between(start: datetime, end: datetime) -> list[MetricRollup]:
             bucket.classes[predicted_class] += 1
         elif class_counts:
             bucket.classes.update(class_counts)
+        if agreed_rows is not None:
+            bucket.compared_rows += rows
+            bucket.agreed_rows += agreed_rows
+            bucket.primary_latency_sum_ms += primary_latency_ms or 0.0
     return [bucket.to_rollup(key) for key, bucket in buckets.items()]
 
 
@@ -170,6 +204,8 @@ class RollupReport:
     # True when another run committed first: this one stored nothing, and
     # the next run picks its events up again.
     superseded: bool = False
+    # Buckets whose feedback columns were recomputed.
+    feedback: int = 0
     broadcast: bool | None = None
     rollups: list[MetricRollup] = field(default_factory=list)
 
@@ -209,9 +245,11 @@ def rollup_run(*, now: datetime | None = None, push: bool = True) -> RollupRepor
             chunk_end = min(start + CHUNK, end)
             rollups.extend(_buckets_between(start, chunk_end))
             start = chunk_end
+    feedback_from = state.feedback_watermark
+    feedback_rollups, feedback_seen = _feedback_buckets(since=feedback_from)
     with transaction.atomic():
         state = RollupState.objects.select_for_update().get(pk=1)
-        if state.watermark != read_from:
+        if state.watermark != read_from or state.feedback_watermark != feedback_from:
             report.superseded = True
             report.seconds = time.perf_counter() - started
             return report
@@ -222,16 +260,32 @@ def rollup_run(*, now: datetime | None = None, push: bool = True) -> RollupRepor
             unique_fields=_ROLLUP_KEY,
             update_fields=_ROLLUP_VALUES,
         )
+        MetricRollup.objects.bulk_create(
+            feedback_rollups,
+            batch_size=500,
+            update_conflicts=True,
+            unique_fields=_ROLLUP_KEY,
+            update_fields=_FEEDBACK_VALUES,
+        )
         if span["seen"] is not None:
             state.watermark = span["seen"]
+        if feedback_seen is not None:
+            state.feedback_watermark = feedback_seen
         state.last_run_at = now
         state.last_run_events = report.events
         state.last_run_buckets = report.buckets = len(rollups)
         state.last_run_seconds = time.perf_counter() - started
         state.save()
+    report.feedback = len(feedback_rollups)
     report.seconds = time.perf_counter() - started
     recent = now - _snapshot_span()
-    report.rollups = [r for r in rollups if r.minute >= recent]
+    touched = {r.minute for r in (*rollups, *feedback_rollups) if r.minute >= recent}
+    if touched:
+        # Read back: the event pass and the feedback pass each hold only
+        # their own columns.
+        report.rollups = list(
+            MetricRollup.objects.filter(minute__in=touched).order_by("minute", "id")
+        )
     if push and report.rollups:
         report.broadcast = broadcast.metrics_broadcast(
             {
@@ -240,6 +294,46 @@ def rollup_run(*, now: datetime | None = None, push: bool = True) -> RollupRepor
             }
         )
     return report
+
+
+def _feedback_buckets(
+    *, since: datetime | None
+) -> tuple[list[MetricRollup], datetime | None]:
+    """The feedback columns of every bucket that received feedback since
+    `since` (less the safety margin), recomputed from all of that bucket's
+    feedback; and the newest change seen."""
+    changed = Feedback.objects.all()
+    if since is not None:
+        changed = changed.filter(changed_at__gt=since - SAFETY_MARGIN)
+    seen = changed.aggregate(seen=Max("changed_at"))["seen"]
+    if seen is None:
+        return [], None
+    minutes = set(changed.values_list("minute", flat=True).distinct())
+    groups = (
+        Feedback.objects.filter(minute__in=minutes)
+        .values(*_ROLLUP_KEY)
+        .order_by()
+        .annotate(
+            labels=Count("id", filter=Q(correct__isnull=False)),
+            correct=Count("id", filter=Q(correct=True)),
+            conversions=Count("id", filter=Q(converted=True)),
+            conversion_trials=Count("id", filter=Q(converted__isnull=False)),
+            rewards=Count("id", filter=Q(reward__isnull=False)),
+            reward_sum=Sum("reward", default=0.0),
+            reward_sq_sum=Sum(F("reward") * F("reward"), default=0.0),
+        )
+    )
+    empty = {
+        "count": 0,
+        "errors": 0,
+        "rows": 0,
+        "latency_sum_ms": 0.0,
+        "latency_p50_ms": 0.0,
+        "latency_p95_ms": 0.0,
+        "latency_p99_ms": 0.0,
+        "latency_max_ms": 0.0,
+    }
+    return [MetricRollup(**empty, **group) for group in groups], seen
 
 
 def _snapshot_span() -> timedelta:

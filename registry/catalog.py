@@ -55,6 +55,9 @@ class Snapshot:
     generation: int
     models: dict[str, ModelEntry] = field(default_factory=dict)
     default_model: str | None = None
+    # The running experiment of each model that has one, by model name
+    # (experiments.routing.ExperimentEntry).
+    experiments: dict = field(default_factory=dict)
 
     def active_ids(self) -> set[int]:
         return {m.active.id for m in self.models.values() if m.active}

@@ -38,6 +38,9 @@ class PredictRequest:
     # Who the request is about (`user_id` in the body): logged with the
     # event; experiments assign arms by it.
     subject_key: str = ""
+    # The decoded body, for an experiment whose subject field has another
+    # name.
+    body: dict | None = None
 
 
 def request_id_from(header: str | None) -> str:
@@ -215,6 +218,7 @@ def decode_predict(body: bytes, *, max_rows: int) -> PredictRequest:
         model_version=_optional_str(data, "model_version"),
         use_ab_testing=use_ab,
         subject_key=_subject_key(data),
+        body=data,
     )
 
 

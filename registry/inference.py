@@ -15,6 +15,8 @@ import numpy as np
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 
+from experiments import shadow
+from experiments.routing import arm_choose as routing_arm_choose
 from mlserving.conf import app_settings, monitoring_settings
 from mlserving.errors import (
     ApplicationError,
@@ -67,7 +69,16 @@ def _model_entry(snapshot: Snapshot, name: str | None) -> ModelEntry:
     return model
 
 
-def _choose(snapshot: Snapshot, request: codecs.PredictRequest):
+def _choose(
+    snapshot: Snapshot,
+    request: codecs.PredictRequest,
+    request_id: str,
+    subject_header: str | None,
+):
+    """The version that answers, its runtime, the routing note, and the
+    running experiment when one chose it: an explicit model_version first,
+    then the model's running experiment (unless use_ab_testing is false),
+    then the alias."""
     model = _model_entry(snapshot, request.model)
     if request.model_version is not None:
         entry = model.versions.get(request.model_version)
@@ -75,10 +86,20 @@ def _choose(snapshot: Snapshot, request: codecs.PredictRequest):
             raise ModelVersionNotFound.of(
                 model.name, request.model_version, available=model.versions
             )
-        return entry, serving.runtime_get(entry), {"reason": "explicit"}
-    # use_ab_testing: experiments choose here once they exist; until then
-    # the alias decides.
-    return serving.active_runtime(model)
+        return entry, serving.runtime_get(entry), {"reason": "explicit"}, None
+    experiment = (
+        snapshot.experiments.get(model.name) if request.use_ab_testing else None
+    )
+    if experiment is not None:
+        arm, routing = routing_arm_choose(
+            experiment,
+            body=request.body or {},
+            header=subject_header,
+            request_id=request_id,
+        )
+        return arm.version, serving.runtime_get(arm.version), routing, experiment
+    entry, runtime, routing = serving.active_runtime(model)
+    return entry, runtime, routing, None
 
 
 def _infer_within_deadline(runtime, rows, started: float):
@@ -105,7 +126,12 @@ def _infer_within_deadline(runtime, rows, started: float):
 
 
 def prediction_serve(
-    *, read_body, request_id: str, started: float, arrived: float
+    *,
+    read_body,
+    request_id: str,
+    started: float,
+    arrived: float,
+    subject_header: str | None = None,
 ) -> bytes:
     """Answer one /predict body (read by `read_body()`); the encoded JSON
     response.
@@ -114,7 +140,7 @@ def prediction_serve(
     (bad input, unknown or unservable version, overload). Every outcome,
     unexpected errors included, leaves a prediction event behind.
     """
-    request = entry = None
+    request = entry = experiment = routing = None
     try:
         try:
             body = read_body()
@@ -125,7 +151,9 @@ def prediction_serve(
             raise PayloadTooLarge.body_over(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
         with _admission():
             request = codecs.decode_predict(body, max_rows=app_settings.MAX_BATCH_ROWS)
-            entry, runtime, routing = _choose(serving.catalog.snapshot(), request)
+            entry, runtime, routing, experiment = _choose(
+                serving.catalog.snapshot(), request, request_id, subject_header
+            )
             rows = request.rows
             if entry.n_features is not None and rows.shape[1] != entry.n_features:
                 raise FeatureCountMismatch(
@@ -146,12 +174,19 @@ def prediction_serve(
                 labels, proba = hit
     except ApplicationError as error:
         _record_failure(
-            error.code, error.status_code, request, entry, request_id, started, arrived
+            error.code,
+            error.status_code,
+            request,
+            entry,
+            routing,
+            request_id,
+            started,
+            arrived,
         )
         raise
     except Exception:
         _record_failure(
-            "internal_error", 500, request, entry, request_id, started, arrived
+            "internal_error", 500, request, entry, routing, request_id, started, arrived
         )
         raise
     latency_ms = (time.perf_counter() - started) * 1e3
@@ -180,16 +215,31 @@ def prediction_serve(
             status_code=200,
             labels=labels,
             proba=proba,
+            experiment=routing.get("experiment", ""),
+            arm=routing.get("arm", ""),
             subject_key=request.subject_key,
             cached=hit is not None,
             features=rows if monitoring_settings.LOG_FEATURES else None,
         )
     )
+    if experiment is not None and experiment.shadows:
+        shadow.runner.mirror(
+            experiment,
+            rows=rows,
+            labels=labels,
+            request_id=request_id,
+            arrived=arrived,
+            primary_latency_ms=latency_ms,
+            subject_key=request.subject_key,
+        )
     return payload
 
 
-def _record_failure(code, status_code, request, entry, request_id, started, arrived):
+def _record_failure(
+    code, status_code, request, entry, routing, request_id, started, arrived
+):
     model = entry.model if entry else (request.model if request else None)
+    routing = routing or {}
     events.record(
         events.Event(
             created=arrived,
@@ -199,6 +249,8 @@ def _record_failure(code, status_code, request, entry, request_id, started, arri
             latency_ms=(time.perf_counter() - started) * 1e3,
             outcome=code,
             status_code=status_code,
+            experiment=routing.get("experiment", ""),
+            arm=routing.get("arm", ""),
             subject_key=request.subject_key if request else "",
         )
     )

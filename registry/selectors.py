@@ -127,7 +127,7 @@ def rollback_target(*, model: RegisteredModel) -> ModelVersion | None:
 
 
 def catalog_snapshot(*, generation: int, alias: str, default_name: str) -> Snapshot:
-    """Everything the prediction path needs, in three queries."""
+    """Everything the prediction path needs, in a handful of queries."""
     entries: dict[int, VersionEntry] = {}
     by_model: dict[str, dict[str, VersionEntry]] = {}
     names = list(RegisteredModel.objects.values_list("name", flat=True))
@@ -188,10 +188,13 @@ def catalog_snapshot(*, generation: int, alias: str, default_name: str) -> Snaps
         )
         for name in names
     }
+    from experiments.selectors import experiment_entries
+
     return Snapshot(
         generation=generation,
         models=models,
         default_model=default_model_name(names, default_name),
+        experiments=experiment_entries(versions=entries),
     )
 
 

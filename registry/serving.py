@@ -126,6 +126,14 @@ def warmup() -> list[str]:
     slow. Returns what was loaded; failures are logged, not raised."""
     loaded = []
     try:
+        from experiments.services import experiments_from_settings
+
+        # AB_TEST_ENABLED: the initial experiment, if none was ever made.
+        if experiments_from_settings() is not None:
+            catalog.invalidate()
+    except (DatabaseError, ApplicationError):
+        logger.exception("the experiment from settings could not be created")
+    try:
         snapshot = catalog.snapshot()
     except DatabaseError:
         logger.exception("warm-up skipped: the registry is unreachable")

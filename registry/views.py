@@ -59,6 +59,7 @@ class PredictApi(APIView):
             request_id=request_id,
             started=started,
             arrived=arrived,
+            subject_header=raw.META.get("HTTP_X_SUBJECT_KEY"),
         )
         response = HttpResponse(payload, content_type="application/json")
         response["X-Request-ID"] = request_id

@@ -1,0 +1,410 @@
+"""Reads of experiments: the running experiments for the catalog, and the
+status, arm figures and statistics that /ab-test/status, the admin and the
+dashboard show."""
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from experiments import statistics
+from experiments.models import AuditEntry, Experiment
+from experiments.routing import (
+    HASH,
+    WEIGHTED,
+    ArmEntry,
+    ExperimentEntry,
+    ShadowEntry,
+    effective_shares,
+)
+from experiments.strategies import HashAssigner, WeightedDraw
+from monitoring import stats
+from monitoring.models import MetricRollup
+from registry.catalog import VersionEntry
+
+logger = logging.getLogger(__name__)
+
+SHADOW_ARM = "shadow"
+
+
+def experiment_get_running(*, model_name: str) -> Experiment | None:
+    return (
+        Experiment.objects.filter(
+            model__name=model_name, status=Experiment.Status.RUNNING
+        )
+        .select_related("model")
+        .first()
+    )
+
+
+def experiment_get_current(*, model_name: str) -> Experiment | None:
+    """The running experiment of a model, else its most recently changed
+    one (what /ab-test/status reports)."""
+    running = experiment_get_running(model_name=model_name)
+    if running is not None:
+        return running
+    return (
+        Experiment.objects.filter(model__name=model_name)
+        .select_related("model")
+        .order_by("-updated_at", "-id")
+        .first()
+    )
+
+
+def _entry(experiment: Experiment, versions: dict[int, VersionEntry]):
+    variants = list(experiment.variants.all())
+    if not variants or any(v.version_id not in versions for v in variants):
+        return None
+    paused = [v.paused for v in variants]
+    if experiment.strategy == WEIGHTED:
+        weights = [
+            v.allocation if v.allocation is not None else v.weight for v in variants
+        ]
+    else:
+        weights = [v.weight for v in variants]
+    shares = effective_shares(weights=weights, paused=paused)
+    total = sum(shares) or 1.0
+    shares = [s / total for s in shares]
+    arms = tuple(
+        ArmEntry(
+            name=v.version.version,
+            version=versions[v.version_id],
+            weight=v.weight,
+            share=share,
+            paused=v.paused,
+        )
+        for v, share in zip(variants, shares, strict=True)
+    )
+    hasher = draw = None
+    if experiment.strategy == HASH:
+        hasher = HashAssigner(
+            salt=experiment.salt, layout=experiment.hash_layout["segments"]
+        )
+    else:
+        draw = WeightedDraw(shares)
+    shadows = tuple(
+        ShadowEntry(version=versions[s.version_id], fraction=s.mirror_percent / 100)
+        for s in experiment.shadows.all()
+        if s.version_id in versions and s.mirror_percent > 0
+    )
+    return ExperimentEntry(
+        id=experiment.id,
+        name=experiment.name,
+        model=experiment.model.name,
+        strategy=experiment.strategy,
+        subject_key=experiment.subject_key,
+        arms=arms,
+        shadows=shadows,
+        draw=draw,
+        hasher=hasher,
+    )
+
+
+def experiment_entries(*, versions: dict[int, VersionEntry]) -> dict:
+    """The running experiment of each model, ready for routing, by model
+    name. An experiment that cannot be built (a broken layout) is logged
+    and left out: its model serves by alias rather than failing."""
+    running = (
+        Experiment.objects.filter(status=Experiment.Status.RUNNING)
+        .select_related("model")
+        .prefetch_related("variants__version", "shadows")
+    )
+    entries = {}
+    for experiment in running:
+        try:
+            entry = _entry(experiment, versions)
+        except (ValueError, KeyError, TypeError):
+            logger.exception("experiment %s cannot be routed", experiment.name)
+            continue
+        if entry is not None:
+            entries[experiment.model.name] = entry
+    return entries
+
+
+# --- figures --------------------------------------------------------------
+
+
+@dataclass
+class ArmFigures:
+    name: str
+    requests: int = 0
+    errors: int = 0
+    latency_sum_ms: float = 0.0
+    histograms: list | None = None
+    latency_p99_ms: float | None = None
+    conversions: int = 0
+    conversion_trials: int = 0
+    labels: int = 0
+    correct: int = 0
+    rewards: int = 0
+    reward_sum: float = 0.0
+    reward_sq_sum: float = 0.0
+    compared_rows: int = 0
+    agreed_rows: int = 0
+    primary_latency_sum_ms: float = 0.0
+
+    @property
+    def ok(self) -> int:
+        return self.requests - self.errors
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.requests if self.requests else None
+
+    @property
+    def latency_avg_ms(self) -> float | None:
+        return self.latency_sum_ms / self.requests if self.requests else None
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.labels if self.labels else None
+
+
+def arm_figures(
+    *, experiment: Experiment, since: datetime | None = None
+) -> dict[str, ArmFigures]:
+    """Per-arm totals of an experiment from its rollups (since it started,
+    or `since`), by arm name; the shadow versions under "shadow:<version>".
+    """
+    rollups = MetricRollup.objects.filter(
+        model=experiment.model.name, experiment=experiment.name
+    )
+    since = since or experiment.started_at
+    if since is not None:
+        rollups = rollups.filter(minute__gte=since.replace(second=0, microsecond=0))
+    figures: dict[str, ArmFigures] = {}
+    for row in rollups.values(
+        "version",
+        "arm",
+        "count",
+        "errors",
+        "latency_sum_ms",
+        "latency_histogram",
+        "conversions",
+        "conversion_trials",
+        "labels",
+        "correct",
+        "rewards",
+        "reward_sum",
+        "reward_sq_sum",
+        "compared_rows",
+        "agreed_rows",
+        "primary_latency_sum_ms",
+    ):
+        name = (
+            f"{SHADOW_ARM}:{row['version']}" if row["arm"] == SHADOW_ARM else row["arm"]
+        )
+        if not name:
+            continue
+        arm = figures.get(name)
+        if arm is None:
+            arm = figures[name] = ArmFigures(name=name, histograms=[])
+        arm.requests += row["count"]
+        arm.errors += row["errors"]
+        arm.latency_sum_ms += row["latency_sum_ms"]
+        arm.histograms.append(row["latency_histogram"])
+        for field in (
+            "conversions",
+            "conversion_trials",
+            "labels",
+            "correct",
+            "rewards",
+            "reward_sum",
+            "reward_sq_sum",
+            "compared_rows",
+            "agreed_rows",
+            "primary_latency_sum_ms",
+        ):
+            setattr(arm, field, getattr(arm, field) + row[field])
+    for arm in figures.values():
+        if arm.requests:
+            arm.latency_p99_ms = stats.histogram_percentile(
+                stats.merge_histograms(arm.histograms), 99
+            )
+    return figures
+
+
+def _round(value, digits=6):
+    return None if value is None else round(value, digits)
+
+
+def experiment_statistics(
+    *, experiment: Experiment, figures: dict[str, ArmFigures]
+) -> dict:
+    """The statistics block: per arm, versus the control, and the sample
+    ratio check (experiments.statistics)."""
+    arms = []
+    for v in experiment.variants.select_related("version"):
+        if v.paused:
+            continue  # its traffic goes to the control now
+        f = figures.get(v.version.version) or ArmFigures(name=v.version.version)
+        use_allocation = experiment.strategy == WEIGHTED and v.allocation is not None
+        arms.append(
+            statistics.ArmCounts(
+                name=v.version.version,
+                weight=v.allocation if use_allocation else v.weight,
+                assigned=f.requests,
+                conversions=f.conversions,
+                conversion_trials=f.ok,
+                correct=f.correct,
+                labelled=f.labels,
+                msprt_previous_p=v.sequential_p,
+            )
+        )
+    if not arms:
+        return {}
+    return statistics.experiment_statistics(arms=arms)
+
+
+def experiment_status(*, model_name: str) -> dict:
+    """The body of GET /ab-test/status for one model."""
+    experiment = experiment_get_current(model_name=model_name)
+    if experiment is None:
+        return {
+            "enabled": False,
+            "model": model_name,
+            "experiment": None,
+            "strategy": None,
+            "split_ratio": None,
+            "models": [],
+            "arms": [],
+            "statistics": {},
+            "shadows": [],
+            "alerts": [],
+            "allocations": [],
+        }
+    return experiment_report(experiment=experiment)
+
+
+def experiment_report(*, experiment: Experiment) -> dict:
+    """Configuration, per-arm traffic and metrics, statistics, shadows,
+    guardrail alerts and allocation history of one experiment."""
+    variants = list(experiment.variants.select_related("version"))
+    figures = arm_figures(experiment=experiment)
+    total = sum(
+        figures[v.version.version].requests
+        for v in variants
+        if v.version.version in figures
+    )
+    arms = []
+    for v in variants:
+        f = figures.get(v.version.version) or ArmFigures(name=v.version.version)
+        arms.append(
+            {
+                "arm": v.version.version,
+                "version": v.version.version,
+                "control": v.position == variants[0].position,
+                "weight": v.weight,
+                "allocation": v.allocation,
+                "paused": v.paused,
+                "paused_reason": v.paused_reason,
+                "requests": f.requests,
+                "share": _round(f.requests / total) if total else None,
+                "errors": f.errors,
+                "error_rate": _round(f.error_rate),
+                "latency_avg_ms": _round(f.latency_avg_ms, 3),
+                "latency_p99_ms": _round(f.latency_p99_ms, 3),
+                "conversions": f.conversions,
+                "conversion_rate": _round(f.conversions / f.ok) if f.ok else None,
+                "labels": f.labels,
+                "accuracy": _round(f.accuracy),
+                "rewards": f.rewards,
+                "reward_mean": _round(f.reward_sum / f.rewards) if f.rewards else None,
+            }
+        )
+    shadows = []
+    for shadow in experiment.shadows.select_related("version"):
+        f = figures.get(f"{SHADOW_ARM}:{shadow.version.version}")
+        f = f or ArmFigures(name=shadow.version.version)
+        shadows.append(
+            {
+                "version": shadow.version.version,
+                "mirror_percent": shadow.mirror_percent,
+                "requests": f.requests,
+                "errors": f.errors,
+                "compared_rows": f.compared_rows,
+                "agreement_rate": _round(f.agreed_rows / f.compared_rows)
+                if f.compared_rows
+                else None,
+                "latency_avg_ms": _round(f.latency_avg_ms, 3),
+                "latency_p99_ms": _round(f.latency_p99_ms, 3),
+                "primary_latency_avg_ms": _round(
+                    f.primary_latency_sum_ms / f.compared_rows, 3
+                )
+                if f.compared_rows
+                else None,
+            }
+        )
+    split_ratio = variants[0].weight if len(variants) == 2 else None
+    return {
+        "enabled": experiment.status == Experiment.Status.RUNNING,
+        "model": experiment.model.name,
+        "experiment": experiment.name,
+        "status": experiment.status,
+        "strategy": experiment.strategy,
+        "split_ratio": split_ratio,
+        "models": [v.version.version for v in variants],
+        "subject_key": experiment.subject_key,
+        "started_at": experiment.started_at,
+        "stopped_at": experiment.stopped_at,
+        "guardrails": {
+            "max_error_rate": experiment.max_error_rate,
+            "max_p99_latency_ms": experiment.max_p99_latency_ms,
+            "min_accuracy": experiment.min_accuracy,
+            "min_labels": experiment.min_labels,
+            "min_requests": experiment.min_requests,
+            "auto_promote": experiment.auto_promote,
+        },
+        "arms": arms,
+        "total_requests": total,
+        "statistics": experiment_statistics(experiment=experiment, figures=figures),
+        "shadows": shadows,
+        "alerts": [
+            audit_dict(entry)
+            for entry in experiment.audit.filter(kind=AuditEntry.Kind.GUARDRAIL)[:20]
+        ],
+        "allocations": [
+            {"at": record.computed_at, "shares": record.shares}
+            for record in experiment.allocations.all()[:50]
+        ],
+    }
+
+
+def audit_dict(entry: AuditEntry) -> dict:
+    return {
+        "at": entry.at,
+        "kind": entry.kind,
+        "arm": entry.arm,
+        "message": entry.message,
+        "details": entry.details,
+        "actor": entry.actor,
+    }
+
+
+def experiment_history(*, experiment: Experiment, limit: int = 50) -> list[dict]:
+    """The experiment's recorded changes (django-simple-history), newest
+    first."""
+    rows = []
+    for record in experiment.history.all()[:limit]:
+        rows.append(
+            {
+                "at": record.history_date,
+                "type": {"+": "created", "~": "changed", "-": "deleted"}[
+                    record.history_type
+                ],
+                "status": record.status,
+                "strategy": record.strategy,
+                "by": str(record.history_user) if record.history_user else "",
+                "reason": record.history_change_reason or "",
+            }
+        )
+    return rows
+
+
+def experiments_overview() -> list[dict]:
+    """The status of every model's current experiment (dashboards)."""
+    names = (
+        Experiment.objects.exclude(status=Experiment.Status.DRAFT)
+        .values_list("model__name", flat=True)
+        .distinct()
+    )
+    return [experiment_status(model_name=name) for name in sorted(set(names))]
