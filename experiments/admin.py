@@ -10,6 +10,7 @@ from django.contrib import admin, messages
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpResponseRedirect
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from simple_history.admin import SimpleHistoryAdmin
 
 from experiments import selectors, services
@@ -189,7 +190,7 @@ class ExperimentAdmin(SimpleHistoryAdmin):
                 )
             )
         srm = stats.get("sample_ratio_mismatch") or {}
-        header = format_html(
+        header = mark_safe(  # a constant
             "<tr><th>arm</th><th>requests</th><th>share</th><th>errors</th>"
             "<th>p99 ms</th><th>conversion [95% CI]</th><th>accuracy</th>"
             "<th>z-test p</th><th>mSPRT p</th><th></th></tr>"
@@ -251,6 +252,11 @@ class ExperimentAdmin(SimpleHistoryAdmin):
                 spec_shadows = [
                     (r["version"], r["mirror_percent"]) for r in _live_rows(formset)
                 ]
+        for formset in formsets:
+            # What the admin's change message reads; the service, not the
+            # formsets, saves the rows.
+            formset.new_objects, formset.changed_objects = [], []
+            formset.deleted_objects = []
         form.save_m2m()
         try:
             services.experiment_save(

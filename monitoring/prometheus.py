@@ -144,8 +144,8 @@ def events_dropped() -> None:
     EVENTS_DROPPED.inc()
 
 
-def shadow_dropped() -> None:
-    SHADOW_DROPPED.inc()
+def shadow_dropped(count: int = 1) -> None:
+    SHADOW_DROPPED.inc(count)
 
 
 def buffered(count: int) -> None:

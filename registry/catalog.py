@@ -60,7 +60,13 @@ class Snapshot:
     experiments: dict = field(default_factory=dict)
 
     def active_ids(self) -> set[int]:
-        return {m.active.id for m in self.models.values() if m.active}
+        """Versions that serve: active ones, and the arms and shadows of
+        running experiments (the model cache keeps them longest)."""
+        ids = {m.active.id for m in self.models.values() if m.active}
+        for experiment in self.experiments.values():
+            ids.update(arm.version.id for arm in experiment.arms)
+            ids.update(shadow.version.id for shadow in experiment.shadows)
+        return ids
 
 
 EMPTY = Snapshot(generation=-1)

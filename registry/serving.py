@@ -122,8 +122,8 @@ def failures() -> dict[int, ArtifactError]:
 
 
 def warmup() -> list[str]:
-    """Load every model's active version now, so the first request is not
-    slow. Returns what was loaded; failures are logged, not raised."""
+    """Load every model's active version, and the arms and shadows of
+    running experiments, now, so the first request is not slow. Returns what was loaded; failures are logged, not raised."""
     loaded = []
     try:
         from experiments.services import experiments_from_settings
@@ -138,12 +138,27 @@ def warmup() -> list[str]:
     except DatabaseError:
         logger.exception("warm-up skipped: the registry is unreachable")
         return loaded
+    targets = []
     for model in snapshot.models.values():
         try:
             entry, runtime, _ = active_runtime(model)
         except ApplicationError as exc:
             logger.warning("warm-up of %s: %s", model.name, exc.message)
             continue
+        targets.append((entry, runtime))
+    # The arms and shadow versions of running experiments serve too.
+    for experiment in snapshot.experiments.values():
+        for entry in (
+            *(arm.version for arm in experiment.arms),
+            *(shadow.version for shadow in experiment.shadows),
+        ):
+            if any(entry is done for done, _ in targets):
+                continue
+            try:
+                targets.append((entry, runtime_get(entry)))
+            except ApplicationError as exc:
+                logger.warning("warm-up of %s: %s", entry.version, exc.message)
+    for entry, runtime in targets:
         if entry.n_features:
             # The first call into a model imports and caches code paths
             # (tens of ms for scikit-learn); pay that here, not per client.

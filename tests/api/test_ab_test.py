@@ -13,14 +13,16 @@ from experiments.models import AuditEntry, Experiment
 from experiments.routing import arm_choose
 from monitoring.models import PredictionEvent
 from monitoring.tasks import rollup_task
-from registry import serving
 from registry import services as registry_services
+from registry import serving
 from registry.faults import FailingClassifier, SlowClassifier
 from tests.conftest import SEED_FEATURES, dump, flip_one_byte, settle_metrics
 
 
 def post(client, url, body, **extra):
-    return client.post(url, data=json.dumps(body), content_type="application/json", **extra)
+    return client.post(
+        url, data=json.dumps(body), content_type="application/json", **extra
+    )
 
 
 def configure(client, **body):
@@ -112,7 +114,11 @@ def test_random_70_30_over_10000_requests(client, two_versions):
 
 def test_hash_based_is_sticky_and_rebalancing_moves_few_subjects(client, two_versions):
     configure(
-        client, enabled=True, split_ratio=0.5, models=["v1.0", "v2.0"], strategy="hash-based"
+        client,
+        enabled=True,
+        split_ratio=0.5,
+        models=["v1.0", "v2.0"],
+        strategy="hash-based",
     )
     entry = running_entry()
     keys = [f"user-{i}" for i in range(1000)]
@@ -144,7 +150,11 @@ def test_hash_based_is_sticky_and_rebalancing_moves_few_subjects(client, two_ver
 
 def test_hash_based_through_the_api_body_header_and_request_id(client, two_versions):
     configure(
-        client, enabled=True, models=["v1.0", "v2.0"], split_ratio=0.5, strategy="hash-based"
+        client,
+        enabled=True,
+        models=["v1.0", "v2.0"],
+        split_ratio=0.5,
+        strategy="hash-based",
     )
     body = {"features": SEED_FEATURES, "user_id": "alice"}
     arms = {predict(client, body).json()["routing"]["arm"] for _ in range(5)}
@@ -191,7 +201,14 @@ def test_disabling_pauses_and_the_alias_serves_again(client, two_versions):
         ({"models": ["v1.0", "v9.9"]}, 404, "model_version_not_found"),
         ({"enabled": "yes please"}, 422, "validation_error"),
     ],
-    ids=["split-over-1", "unknown-strategy", "one-model", "same-twice", "unknown", "bad-bool"],
+    ids=[
+        "split-over-1",
+        "unknown-strategy",
+        "one-model",
+        "same-twice",
+        "unknown",
+        "bad-bool",
+    ],
 )
 def test_configure_rejects_bad_input(client, two_versions, body, status, code):
     response = configure(client, **body)
@@ -276,9 +293,7 @@ def settle_metrics_events_only():
     writer.flush()
 
 
-def test_shadow_gets_a_copy_and_agreement_is_measured(
-    client, two_versions, estimators
-):
+def test_shadow_gets_a_copy_and_agreement_is_measured(client, two_versions, estimators):
     # given: v1.0 serves everything, v2.0 answers a mirrored copy
     configure(client, enabled=True, split_ratio=1.0, models=["v1.0", "v2.0"])
     experiment = Experiment.objects.get()
@@ -306,7 +321,9 @@ def test_shadow_gets_a_copy_and_agreement_is_measured(
     )
     rows = estimators["X"][:60]
     expected = int(
-        np.count_nonzero(estimators["lr"].predict(rows) == estimators["rf"].predict(rows))
+        np.count_nonzero(
+            estimators["lr"].predict(rows) == estimators["rf"].predict(rows)
+        )
     )
     serving.catalog.invalidate()
     # when
@@ -326,7 +343,9 @@ def test_shadow_gets_a_copy_and_agreement_is_measured(
         PredictionEvent.objects.filter(shadow=True).values_list("request_id", flat=True)
     )
     primary_ids = set(
-        PredictionEvent.objects.filter(shadow=False).values_list("request_id", flat=True)
+        PredictionEvent.objects.filter(shadow=False).values_list(
+            "request_id", flat=True
+        )
     )
     assert shadow_ids == primary_ids
     metrics = client.get("/metrics").json()
@@ -334,7 +353,9 @@ def test_shadow_gets_a_copy_and_agreement_is_measured(
     assert metrics["shadow"][0]["predictions"] == 60
 
 
-def test_a_full_shadow_queue_drops_and_counts(settings, client, two_versions, estimators):
+def test_a_full_shadow_queue_drops_and_counts(
+    settings, client, two_versions, estimators
+):
     settings.EXPERIMENTS = {**settings.EXPERIMENTS, "SHADOW_QUEUE_SIZE": 1}
     slow = registry_services.model_version_register(
         model_name="default",
