@@ -6,6 +6,8 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+import orjson
+
 from experiments import statistics
 from experiments.models import AuditEntry, Experiment
 from experiments.routing import (
@@ -401,10 +403,12 @@ def experiment_history(*, experiment: Experiment, limit: int = 50) -> list[dict]
 
 
 def experiments_overview() -> list[dict]:
-    """The status of every model's current experiment (dashboards)."""
+    """The status of every model's current experiment, as plain JSON types
+    (the channel layer and the websocket carry no datetimes)."""
     names = (
         Experiment.objects.exclude(status=Experiment.Status.DRAFT)
         .values_list("model__name", flat=True)
         .distinct()
     )
-    return [experiment_status(model_name=name) for name in sorted(set(names))]
+    statuses = [experiment_status(model_name=name) for name in sorted(set(names))]
+    return orjson.loads(orjson.dumps(statuses))

@@ -145,3 +145,33 @@ async def test_a_rollup_run_reaches_connected_dashboards(settings, two_versions)
     assert message["type"] == "rollups"
     assert [(r["version"], r["count"]) for r in message["rollups"]] == [("v2.0", 1)]
     await ws.disconnect()
+
+
+async def test_experiments_reach_dashboards_in_the_snapshot_and_after(
+    settings, two_versions
+):
+    from asgiref.sync import sync_to_async
+
+    from experiments import services as experiment_services
+
+    settings.DEBUG = True
+    await sync_to_async(experiment_services.ab_test_configure)(
+        model=two_versions["v1"].model,
+        enabled=True,
+        split_ratio=0.6,
+        versions=[two_versions["v1"], two_versions["v2"]],
+    )
+    ws = communicator()
+    assert (await ws.connect())[0]
+    snapshot = await ws.receive_json_from(timeout=5)
+    (experiment,) = snapshot["experiments"]
+    assert experiment["enabled"] is True
+    assert [a["weight"] for a in experiment["arms"]] == [0.6, 0.4]
+    assert isinstance(experiment["started_at"], str)
+    # the broadcast after a rollup (through the channel layer: msgpack-safe)
+    report = await sync_to_async(experiment_services.experiments_evaluate)()
+    assert report.experiments == 1
+    message = await ws.receive_json_from(timeout=5)
+    assert message["type"] == "experiments"
+    assert message["experiments"][0]["experiment"] == experiment["experiment"]
+    await ws.disconnect()
