@@ -105,20 +105,20 @@ def test_a_failing_arm_is_paused_within_one_rollup_interval(
     # within one rollup interval (2 s) plus the event flush (0.25 s) and
     # the task's own run, measured from the first failure
     assert paused_at - first_error < 2 + 0.25 + 2.5, paused_at - first_error
-    late = [
-        (t, s) for t, s, _ in clients.answers if t >= paused_at + 0.75 and s != 200
-    ]
+    late = [(t, s) for t, s, _ in clients.answers if t >= paused_at + 0.75 and s != 200]
     assert late == []
     after = [v for t, s, v in clients.answers if t >= settled_at]
     assert len(after) > 50 and set(after) == {"v1.0"}
     assert AuditEntry.objects.filter(kind="guardrail", arm="v3.0").exists()
     # and a dashboard got the alert over the websocket
     pushed = listener.wait_for(
-        lambda _, m: m["type"] == "experiments"
-        and any(
-            alert["arm"] == "v3.0"
-            for experiment in m["experiments"]
-            for alert in experiment["alerts"]
+        lambda _, m: (
+            m["type"] == "experiments"
+            and any(
+                alert["arm"] == "v3.0"
+                for experiment in m["experiments"]
+                for alert in experiment["alerts"]
+            )
         ),
         timeout=10,
     )
