@@ -6,7 +6,9 @@
 // For tests: window.dashboard = {charts, rollups, system, messages, ...};
 // charts are keyed by canvas id ("chart-rps", ...), rollups is a Map keyed
 // by (model, version, experiment, arm, minute), messages counts websocket
-// messages received.
+// messages received and messageTypes counts those handled by type
+// ({snapshot: 1, rollups: 3, experiments: 2, ...}); experiments is the
+// latest list of experiment statuses (one per model).
 (function () {
   "use strict";
   const $ = (sel) => document.querySelector(sel);
@@ -37,6 +39,10 @@
     models: [],
     activeVersion: null,
     lastMessageAt: null,
+    messageTypes: {},
+    experiments: [],
+    // "http" (GET /ab-test/status at load) or "ws" (snapshot, broadcast).
+    experimentsSource: null,
   };
   window.dashboard = dashboard;
 
@@ -275,16 +281,20 @@
       dashboard.system.length = 0;
       addRollups(msg.rollups);
       addSystem(msg.system);
+      if (Array.isArray(msg.experiments)) setExperiments(msg.experiments, "ws");
     } else if (msg.type === "rollups") {
       addRollups(msg.rollups);
     } else if (msg.type === "system") {
       addSystem(msg.system);
+    } else if (msg.type === "experiments") {
+      setExperiments(msg.experiments, "ws");
     } else if (msg.type === "error" && msg.error) {
       $("#ws-status").title = `${msg.error.code}: ${msg.error.message}`;
       return;
     } else {
       return;
     }
+    dashboard.messageTypes[msg.type] = (dashboard.messageTypes[msg.type] || 0) + 1;
     dashboard.lastMessageAt = Date.now();
     scheduleRender();
   }
@@ -646,6 +656,276 @@
     chart.update("none");
   }
 
+  // --- experiments ----------------------------------------------------------------
+
+  // Each model's experiment status, replaced whole by the snapshot and by
+  // the "experiments" message sent after every rollup. The figures are
+  // cumulative since the experiment started, unlike the rollup window.
+  let experimentsDirty = true;
+
+  function setExperiments(list, source) {
+    dashboard.experiments = (Array.isArray(list) ? list : []).filter((e) => e && e.experiment);
+    dashboard.experimentsSource = source;
+    experimentsDirty = true;
+  }
+
+  // Fills the section before the socket's snapshot arrives (the default
+  // model only); the socket's list, when it came first, is newer.
+  async function loadExperiments() {
+    const result = await api("GET", "/ab-test/status");
+    if (!result.ok || dashboard.experimentsSource === "ws") return;
+    setExperiments([result.data], "http");
+    scheduleRender();
+  }
+
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text != null) node.textContent = text;
+    return node;
+  }
+
+  function fmtP(p) {
+    if (p == null || !Number.isFinite(p)) return "–";
+    return p < 0.001 ? "< 0.001" : fmtNum(p, 3);
+  }
+
+  const pRelation = (p) => {
+    const text = fmtP(p);
+    return text.startsWith("<") ? text : `= ${text}`;
+  };
+
+  function fmtWhen(iso) {
+    const t = iso ? Date.parse(iso) : NaN;
+    if (!Number.isFinite(t)) return "–";
+    const d = new Date(t);
+    if (d.toDateString() === new Date().toDateString()) return fmtTime(t, true);
+    return `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())} ${fmtTime(t)}`;
+  }
+
+  // A difference of rates in percentage points, signed.
+  const fmtPoints = (d) =>
+    d == null || !Number.isFinite(d) ? "–" : `${d > 0 ? "+" : ""}${fmtNum(d * 100, 1)} pts`;
+
+  // The upper end of the interval bars' common scale: the smallest of
+  // these at or above every arm's upper bound, so small rates stay legible.
+  const SCALE_STEPS = [0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1];
+
+  // null while no arm has a conversion trial.
+  function intervalScale(statArms) {
+    let high = null;
+    for (const a of statArms) {
+      if (a.conversion_trials > 0 && a.conversion_interval) high = Math.max(high || 0, a.conversion_interval[1] || 0);
+    }
+    return high == null ? null : SCALE_STEPS.find((s) => s >= high) || 1;
+  }
+
+  // The 95 % interval of a conversion rate as a small bar on a scale of
+  // 0..scale, with a tick at the estimate and one at the control's rate.
+  function intervalBar(stat, scale, controlRate, color, confidence) {
+    const at = (x) => `${Math.max(0, Math.min(100, (x / scale) * 100))}%`;
+    const [low, high] = stat.conversion_interval;
+    const bar = el("span", "ci-bar");
+    bar.title = `${Math.round(confidence * 100)} % interval ` +
+      `${fmtPct(low)} – ${fmtPct(high)} (scale 0–${fmtPct(scale, 0)})`;
+    const range = el("span", "ci-range");
+    range.style.left = at(low);
+    range.style.width = `${Math.max(0.5, ((Math.min(high, scale) - low) / scale) * 100)}%`;
+    range.style.background = color;
+    bar.appendChild(range);
+    if (controlRate != null) {
+      const ref = el("span", "ci-ref");
+      ref.style.left = at(controlRate);
+      bar.appendChild(ref);
+    }
+    if (stat.conversion_rate != null) {
+      const point = el("span", "ci-point");
+      point.style.left = at(stat.conversion_rate);
+      bar.appendChild(point);
+    }
+    return bar;
+  }
+
+  function armsTable(e, stats) {
+    const statArms = stats.arms || [];
+    const statOf = new Map(statArms.map((a) => [a.name, a]));
+    const control = statOf.get(stats.control);
+    const controlRate = control && control.conversion_trials > 0 ? control.conversion_rate : null;
+    const scale = intervalScale(statArms);
+    const confidence = stats.confidence || 0.95;
+    const alpha = 1 - confidence;
+    const weighted = e.strategy === "weighted";
+    const table = el("table", "arms");
+    const head = el("tr");
+    const headings = [
+      ["Arm", ""], ["Share", "num"], [weighted ? "Allocation" : "Expected", "num"],
+      ["Requests", "num"], ["Error rate", "num"], ["p99 ms", "num"], ["Conversion", "num"],
+      [`${Math.round(confidence * 100)} % interval${scale ? ` (0–${fmtPct(scale, 0)})` : ""}`, "ci"],
+      ["z-test p", "num"], ["mSPRT p", "num"],
+    ];
+    for (const [text, className] of headings) head.appendChild(el("th", className, text));
+    table.appendChild(el("thead")).appendChild(head);
+    const tbody = table.appendChild(el("tbody"));
+    for (const arm of e.arms || []) {
+      const stat = statOf.get(arm.arm);
+      const row = el("tr", arm.paused ? "paused" : "");
+      row.dataset.arm = arm.arm;
+      const name = cell(row, "");
+      name.append(swatch(arm.version), arm.arm);
+      if (arm.control) name.append(" ", el("span", "badge control", "control"));
+      if (arm.paused) {
+        const badge = el("span", "badge paused", "paused");
+        badge.title = arm.paused_reason || "paused by a guardrail";
+        name.append(" ", badge);
+      }
+      cell(row, fmtPct(arm.share), "num");
+      let expected = stat ? stat.expected_share : null;
+      if (expected == null && !arm.paused) expected = weighted && arm.allocation != null ? arm.allocation : arm.weight;
+      const exp = cell(row, arm.paused ? "0 % (paused)" : fmtPct(expected), "num");
+      if (arm.paused) exp.title = "Its traffic goes to the control.";
+      cell(row, fmtNum(arm.requests || 0, 0), "num requests");
+      const err = cell(row, fmtPct(arm.error_rate, 2), "num");
+      const maxError = e.guardrails && e.guardrails.max_error_rate;
+      if (arm.error_rate != null && maxError != null && arm.error_rate > maxError) err.classList.add("bad");
+      cell(row, fmtNum(arm.latency_p99_ms, 1), "num");
+      const conv = cell(row, fmtPct(arm.conversion_rate), "num");
+      conv.title = `${fmtNum(arm.conversions || 0, 0)} conversions`;
+      const ci = cell(row, "", "ci");
+      if (stat && stat.conversion_trials > 0 && Array.isArray(stat.conversion_interval)) {
+        const reference = arm.control ? null : controlRate;
+        ci.append(intervalBar(stat, scale, reference, colorOf(arm.version), confidence),
+          el("span", "ci-text", `${fmtNum(stat.conversion_interval[0] * 100, 1)}–${fmtNum(stat.conversion_interval[1] * 100, 1)} %`));
+      } else {
+        ci.textContent = "–";
+      }
+      const versus = stat && stat.versus_control;
+      const z = cell(row, versus ? fmtP(versus.z_p_value) : "–", "num z-p");
+      const msprt = cell(row, versus ? fmtP(versus.msprt_p_value) : "–", "num msprt-p");
+      if (versus) {
+        const diff = versus.conversion_difference_interval || [];
+        z.title = `conversion ${fmtPoints(versus.conversion_difference)} vs control ` +
+          `(${fmtPoints(diff[0])} to ${fmtPoints(diff[1])}), z = ${fmtNum(versus.z, 2)}`;
+        const always = versus.msprt_interval || [];
+        msprt.title = `always-valid interval ${fmtPoints(always[0])} to ${fmtPoints(always[1])}`;
+        if (versus.z_p_value != null && versus.z_p_value < alpha) z.classList.add("sig");
+        if (versus.msprt_p_value != null && versus.msprt_p_value < alpha) msprt.classList.add("sig");
+      }
+      tbody.appendChild(row);
+    }
+    if (!tbody.children.length) {
+      const row = el("tr", "empty");
+      cell(row, "No arms.").colSpan = headings.length;
+      tbody.appendChild(row);
+    }
+    return table;
+  }
+
+  function guardrailsText(g) {
+    if (!g) return "";
+    const parts = [];
+    if (g.max_error_rate != null) parts.push(`error rate ≤ ${fmtPct(g.max_error_rate)}`);
+    if (g.max_p99_latency_ms != null) parts.push(`p99 ≤ ${fmtNum(g.max_p99_latency_ms, 0)} ms`);
+    if (g.min_accuracy != null) parts.push(`accuracy ≥ ${fmtPct(g.min_accuracy)} over ${fmtNum(g.min_labels, 0)}+ labels`);
+    if (!parts.length) return "Guardrails: none.";
+    const after = g.min_requests != null ? `, once an arm has ${fmtNum(g.min_requests, 0)} requests` : "";
+    return `Guardrails: ${parts.join(", ")}${after}; auto-promote ${g.auto_promote ? "on" : "off"}.`;
+  }
+
+  function shadowsTable(shadows) {
+    const table = el("table", "shadows");
+    const head = el("tr");
+    for (const [text, className] of [
+      ["Shadow", ""], ["Mirrored", "num"], ["Requests", "num"], ["Errors", "num"],
+      ["Compared", "num"], ["Agreement", "num"], ["Latency shadow / primary ms", "num"], ["Shadow p99 ms", "num"],
+    ]) head.appendChild(el("th", className, text));
+    table.appendChild(el("thead")).appendChild(head);
+    const tbody = table.appendChild(el("tbody"));
+    for (const s of shadows) {
+      const row = el("tr");
+      row.dataset.shadow = s.version;
+      const name = cell(row, "");
+      name.append(swatch(s.version), s.version);
+      cell(row, s.mirror_percent == null ? "–" : `${fmtNum(s.mirror_percent, 0)} %`, "num");
+      cell(row, fmtNum(s.requests || 0, 0), "num");
+      cell(row, fmtNum(s.errors || 0, 0), s.errors ? "num bad" : "num");
+      cell(row, fmtNum(s.compared_rows || 0, 0), "num");
+      cell(row, fmtPct(s.agreement_rate), "num agreement");
+      cell(row, `${fmtNum(s.latency_avg_ms, 1)} / ${fmtNum(s.primary_latency_avg_ms, 1)}`, "num");
+      cell(row, fmtNum(s.latency_p99_ms, 1), "num");
+      tbody.appendChild(row);
+    }
+    return table;
+  }
+
+  function experimentElement(e) {
+    const box = el("article", "experiment");
+    box.dataset.experiment = e.experiment;
+    const title = el("h3", "", e.experiment);
+    title.append(" ", el("span", `badge status ${e.status || ""}`, e.status || "?"));
+    box.appendChild(title);
+    const facts = [`model ${e.model}`, `strategy ${e.strategy || "?"}`];
+    if (e.strategy === "hash-based" && e.subject_key) facts.push(`by ${e.subject_key}`);
+    if (e.started_at) facts.push(`started ${fmtWhen(e.started_at)}`);
+    if (e.stopped_at) facts.push(`stopped ${fmtWhen(e.stopped_at)}`);
+    facts.push(`${fmtNum(e.total_requests || 0, 0)} requests since the start`);
+    box.appendChild(el("p", "note facts", facts.join(" · ")));
+
+    const stats = e.statistics || {};
+    const srm = stats.sample_ratio_mismatch;
+    if (srm && srm.flagged) {
+      const warning = el("p", "srm-warning",
+        `Sample ratio mismatch: the observed split differs from the expected one ` +
+        `(χ² test p ${pRelation(srm.p_value)}, alarm below ${srm.threshold}). ` +
+        "Assignment may be broken: do not trust the comparison until it is explained.");
+      warning.setAttribute("role", "alert");
+      box.appendChild(warning);
+    }
+    box.appendChild(armsTable(e, stats));
+
+    const notes = [guardrailsText(e.guardrails)];
+    if (srm && !srm.flagged && srm.p_value != null) notes.push(`Sample ratio check p ${pRelation(srm.p_value)}.`);
+    box.appendChild(el("p", "note", notes.filter(Boolean).join(" ")));
+
+    if (e.strategy === "weighted") {
+      const latest = (e.allocations || [])[0];
+      const allocation = el("p", "allocation");
+      if (latest && latest.shares) {
+        const shares = Object.entries(latest.shares).map(([arm, share]) => `${arm} ${fmtPct(share)}`);
+        allocation.textContent = `Latest allocation (${fmtWhen(latest.at)}): ${shares.join(", ")}.`;
+      } else {
+        allocation.textContent = "No allocation computed yet: traffic follows the configured weights.";
+      }
+      box.appendChild(allocation);
+    }
+
+    if (e.shadows && e.shadows.length) box.appendChild(shadowsTable(e.shadows));
+
+    const alerts = e.alerts || [];
+    if (alerts.length) {
+      box.appendChild(el("h4", "", `Guardrail alerts (${alerts.length})`));
+      const list = box.appendChild(el("ul", "guardrail-alerts"));
+      for (const a of alerts) {
+        const item = el("li", "guardrail-alert");
+        if (a.arm) item.dataset.arm = a.arm;
+        item.append(el("time", "", fmtWhen(a.at)), ` ${a.message}`);
+        list.appendChild(item);
+      }
+    }
+    return box;
+  }
+
+  function renderExperiments() {
+    if (!experimentsDirty) return;
+    experimentsDirty = false;
+    const list = dashboard.experiments;
+    const box = $("#experiments");
+    box.textContent = "";
+    for (const e of list) box.appendChild(experimentElement(e));
+    $("#experiments-note").textContent = list.length
+      ? "Per arm since each experiment started; updated after every rollup."
+      : "No experiment. POST /ab-test/configure starts one.";
+  }
+
   const SYSTEM_SERIES = [
     ["cpu_percent", "CPU", "#2563eb"],
     ["memory_percent", "memory", "#d97706"],
@@ -697,6 +977,7 @@
     renderSummary(c);
     renderComparison(c);
     renderAb(c);
+    renderExperiments();
     renderSystem(c);
   }
 
@@ -805,6 +1086,7 @@
   createCharts();
   loadHealth();
   loadModels();
+  loadExperiments();
   render();
   connect();
   // The x axis follows the clock and the current minute's rate decays even

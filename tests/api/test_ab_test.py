@@ -277,6 +277,9 @@ def test_guardrail_pauses_a_failing_arm_at_the_next_rollup(client, failing_versi
     assert arm["paused"] is True
     assert "error rate" in arm["paused_reason"]
     assert status["alerts"][0]["arm"] == "v3.0"
+    # the control now takes the paused arm's traffic: no ratio check
+    srm = status["statistics"]["sample_ratio_mismatch"]
+    assert srm["applicable"] is False and srm["flagged"] is False
     assert AuditEntry.objects.filter(kind="guardrail", arm="v3.0").count() == 1
     serving.catalog.invalidate()
     after = [predict(client) for _ in range(100)]

@@ -2,6 +2,7 @@
 from granian (as the Procfile's web process), the live metrics from the
 uvicorn ASGI process on another port, rollups broadcast through Redis."""
 
+import json
 import os
 import re
 import time
@@ -13,6 +14,7 @@ from django.contrib.auth import get_user_model
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
+from experiments import services as experiment_services
 from monitoring import services
 from monitoring.models import PredictionEvent
 from tests.browser.conftest import CHROMIUM, in_thread
@@ -198,6 +200,105 @@ def test_dashboard_predicts_and_draws_live_metrics(servers, dashboard_page, esti
         assert page.evaluate(ROLLUP_TOTALS) == {"count": 13, "errors": 2}
     finally:
         again.stop()
+
+    assert dashboard_page.errors == []
+    assert dashboard_page.outside == []
+
+
+EXPERIMENT_REQUESTS = """(name) => Object.fromEntries(
+  [...document.querySelectorAll(
+    `#experiments .experiment[data-experiment="${name}"] tr[data-arm]`)]
+  .map((row) => [row.dataset.arm,
+    Number(row.querySelector("td.requests").textContent.replace(/\\D/g, ""))]))"""
+
+
+def test_experiment_panel_updates_live(servers, dashboard_page):
+    web, ws = servers
+    page = dashboard_page.page
+
+    # given: a running 50/50 experiment between v1.0 and v2.0
+    configure = {
+        "enabled": True,
+        "split_ratio": 0.5,
+        "models": ["v1.0", "v2.0"],
+        "strategy": "random",
+    }
+    response = httpx.post(f"{web.url}/ab-test/configure", json=configure)
+    assert response.status_code == 200, response.text
+    name = response.json()["experiment"]
+    assert response.json()["status"] == "running"
+
+    # and: the dashboard, whose snapshot lists it without traffic yet
+    page.goto(f"{web.url}/")
+    expect(page.locator("#ws-status")).to_have_text("live")
+    wait_for(page, "(window.dashboard.messageTypes.snapshot || 0) >= 1", web, ws)
+    experiment = page.locator(f"#experiments .experiment[data-experiment='{name}']")
+    expect(experiment).to_be_visible()
+    expect(experiment.locator("h3")).to_contain_text("running")
+    expect(experiment.locator(".facts")).to_contain_text("strategy random")
+    assert page.evaluate(EXPERIMENT_REQUESTS, name) == {"v1.0": 0, "v2.0": 0}
+
+    # when: 40 predictions through the API, assigned by the experiment (the
+    # server sees the new experiment within a registry poll)
+    sent: dict[str, int] = {}
+    deadline = time.monotonic() + 10
+    answers = 0
+    while sum(sent.values()) < 40:
+        assert time.monotonic() < deadline, f"not routed by {name}: {sent}"
+        row = [x + answers for x in SEED_FEATURES]
+        answer = httpx.post(f"{web.url}/predict", json={"features": row})
+        assert answer.status_code == 200, answer.text
+        answers += 1
+        routing = answer.json()["routing"]
+        if routing["reason"] == "experiment":
+            assert routing["experiment"] == name
+            sent[routing["arm"]] = sent.get(routing["arm"], 0) + 1
+    events_stored(answers)
+    # and: a rollup, then the experiments' evaluation, which broadcasts
+    # their status through Redis to the ASGI process
+    before = page.evaluate("window.dashboard.messageTypes.experiments || 0")
+    assert in_thread(services.rollup_run).broadcast is True
+    report = in_thread(experiment_services.experiments_evaluate)
+    assert report.experiments == 1
+
+    # then: an "experiments" websocket message redraws the arms' rows
+    # (rendering is coalesced over 50 ms, after the message is counted)
+    wait_for(
+        page,
+        f"(window.dashboard.messageTypes.experiments || 0) > {before} && "
+        f"Object.values(({EXPERIMENT_REQUESTS})({json.dumps(name)}))"
+        ".reduce((a, b) => a + b, 0) === 40",
+        web,
+        ws,
+    )
+    requests = page.evaluate(EXPERIMENT_REQUESTS, name)
+    assert requests == {"v1.0": sent.get("v1.0", 0), "v2.0": sent.get("v2.0", 0)}
+    assert page.evaluate(
+        "(name) => window.dashboard.experiments"
+        ".filter((e) => e.experiment === name).map((e) => e.total_requests)",
+        name,
+    ) == [40]
+    arms = experiment.locator("tr[data-arm]")
+    expect(arms).to_have_count(2)
+    # the control has no test against itself; the challenger has both p's
+    expect(experiment.locator("tr[data-arm='v1.0'] td.z-p")).to_have_text("–")
+    expect(experiment.locator("tr[data-arm='v2.0'] td.z-p")).to_have_text(
+        re.compile(r"^(< 0\.001|[01]\.\d{3})$")
+    )
+    expect(experiment.locator("tr[data-arm='v2.0'] td.msprt-p")).to_have_text(
+        re.compile(r"^(< 0\.001|[01]\.\d{3})$")
+    )
+    # the SRM warning shows exactly when the check flags the split (40
+    # random 50/50 assignments are flagged about once in 900 runs)
+    flagged = page.evaluate(
+        "(name) => window.dashboard.experiments.find((e) => e.experiment === name)"
+        ".statistics.sample_ratio_mismatch.flagged",
+        name,
+    )
+    expect(experiment.locator(".srm-warning")).to_have_count(1 if flagged else 0)
+    # nothing failed: no guardrail alert, no paused arm
+    expect(experiment.locator(".guardrail-alert")).to_have_count(0)
+    expect(experiment.locator(".badge.paused")).to_have_count(0)
 
     assert dashboard_page.errors == []
     assert dashboard_page.outside == []
