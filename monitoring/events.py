@@ -149,37 +149,47 @@ def to_row(event: Event, adapt_time) -> tuple:
     )
 
 
-# Rows per INSERT statement: one statement per chunk rather than one per
-# row. executemany steps the statement once per row, and sqlite3 hands the
-# GIL over at every step; a saturated request thread pays for each of
-# those hand-overs (bench/README.md). 400 rows x 19 columns stays under
-# SQLite's 32,766 and PostgreSQL's 65,535 parameters.
+# SQLite: rows per INSERT statement. sqlite3's executemany steps the
+# statement once per row and hands the GIL over at every step, which a
+# saturated request thread pays for (bench/README.md); one multi-row
+# statement per chunk steps once. Sent through the sqlite3 connection
+# itself: Django's cursor rewrites the placeholders of so long a statement
+# slower than SQLite inserts the rows. 400 rows x 19 columns stays under
+# SQLite's 32,766 parameters.
 INSERT_CHUNK_ROWS = 400
 
 
 @functools.lru_cache(maxsize=8)
-def _insert_sql(vendor: str, rows: int) -> str:
+def _insert_sql(vendor: str, rows: int = 1) -> str:
     quote = connection.ops.quote_name
     columns = ", ".join(quote(c) for c in _COLUMNS)
-    marks = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
+    mark = "?" if vendor == "sqlite" else "%s"
+    values = "(" + ", ".join([mark] * len(_COLUMNS)) + ")"
     return (
         f"INSERT INTO {quote(PredictionEvent._meta.db_table)} ({columns}) "
-        f"VALUES {', '.join([marks] * rows)}"
+        f"VALUES {', '.join([values] * rows)}"
     )
 
 
 def events_insert(rows: list[tuple]) -> None:
-    """Insert event rows (from to_row) in one transaction, with one
-    multi-row INSERT per INSERT_CHUNK_ROWS. Raw SQL: building model
-    instances would cost more than everything else the writer does."""
+    """Insert event rows (from to_row) in one transaction. Raw SQL:
+    building model instances would cost more than everything else the
+    writer does. DatabaseError when the database refuses."""
     vendor = connection.vendor
-    with transaction.atomic(), connection.cursor() as cursor:
-        for start in range(0, len(rows), INSERT_CHUNK_ROWS):
-            chunk = rows[start : start + INSERT_CHUNK_ROWS]
-            cursor.execute(
-                _insert_sql(vendor, len(chunk)),
-                list(itertools.chain.from_iterable(chunk)),
-            )
+    with transaction.atomic():
+        if vendor != "sqlite":
+            # psycopg pipelines executemany: one round trip per batch.
+            with connection.cursor() as cursor:
+                cursor.executemany(_insert_sql(vendor), rows)
+            return
+        raw = connection.connection  # open: atomic() connected
+        with connection.wrap_database_errors:
+            for start in range(0, len(rows), INSERT_CHUNK_ROWS):
+                chunk = rows[start : start + INSERT_CHUNK_ROWS]
+                raw.execute(
+                    _insert_sql(vendor, len(chunk)),
+                    list(itertools.chain.from_iterable(chunk)),
+                )
 
 
 def batch_stored(rows: list[tuple]) -> bool:

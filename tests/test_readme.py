@@ -32,6 +32,9 @@ def test_the_readme_has_an_example_for_every_seed_endpoint():
         "/models/v2.0/activate",
         "/models/rollback",
         "/metrics",
+        "/ab-test/status",
+        "/ab-test/configure",
+        "/feedback",
     ):
         assert f"localhost:8000{path}" in commands, path
 

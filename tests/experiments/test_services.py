@@ -165,3 +165,15 @@ def test_a_completed_experiment_cannot_be_restarted(two_versions):
     experiment = services.experiment_stop(experiment=experiment_with(two_versions))
     with pytest.raises(services.Conflict):
         services.experiment_start(experiment=experiment)
+
+
+def test_guardrail_on_accuracy_waits_for_enough_labels(two_versions):
+    experiment = experiment_with(two_versions, min_accuracy=0.8, min_labels=50)
+    rollup(experiment, "v2.0", count=100)
+    MetricRollup.objects.filter(version="v2.0").update(labels=40, correct=10)
+    services.experiments_evaluate(push=False)
+    assert not experiment.variants.filter(paused=True).exists()  # 40 < 50 labels
+    MetricRollup.objects.filter(version="v2.0").update(labels=60, correct=30)
+    services.experiments_evaluate(push=False)
+    v2 = experiment.variants.get(version__version="v2.0")
+    assert v2.paused and "accuracy 50.0% < 80.0%" in v2.paused_reason
