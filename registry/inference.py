@@ -28,6 +28,7 @@ from monitoring import events
 from registry import codecs, serving
 from registry.catalog import ModelEntry, Snapshot
 from registry.errors import (
+    ArtifactError,
     FeatureCountMismatch,
     ModelNotFound,
     ModelVersionNotFound,
@@ -97,7 +98,17 @@ def _choose(
             header=subject_header,
             request_id=request_id,
         )
-        return arm.version, serving.runtime_get(arm.version), routing, experiment
+        try:
+            runtime = serving.runtime_get(arm.version)
+        except ArtifactError as error:
+            control = experiment.arms[0]
+            if arm is control:
+                raise
+            # An arm whose artifact cannot be loaded: its requests go to
+            # the control, as a paused arm's do, and the answer says so.
+            routing.update(arm=control.name, fallback_from=arm.name, error=error.code)
+            arm, runtime = control, serving.runtime_get(control.version)
+        return arm.version, runtime, routing, experiment
     entry, runtime, routing = serving.active_runtime(model)
     return entry, runtime, routing, None
 

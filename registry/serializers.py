@@ -31,16 +31,40 @@ class PredictRequestSerializer(serializers.Serializer):
 
 class RoutingSerializer(serializers.Serializer):
     reason = serializers.ChoiceField(
-        choices=["alias", "explicit", "fallback"],
+        choices=["alias", "explicit", "fallback", "experiment"],
         help_text=(
             "alias: the active version; explicit: model_version was given; "
             "fallback: the active version's artifact failed to load and an "
-            "earlier version served."
+            "earlier version served; experiment: the model's running "
+            "experiment chose the arm."
         ),
     )
     alias = serializers.CharField(required=False)
     wanted = serializers.CharField(required=False)
     error = serializers.CharField(required=False)
+    experiment = serializers.CharField(required=False)
+    strategy = serializers.ChoiceField(
+        choices=["random", "hash-based", "weighted"], required=False
+    )
+    arm = serializers.CharField(
+        required=False, help_text="The arm (version) that answered."
+    )
+    subject = serializers.CharField(
+        required=False,
+        help_text="hash-based: where the subject key came from (the body "
+        "field's name, header, or request_id).",
+    )
+    share = serializers.FloatField(
+        required=False, help_text="weighted: the arm's current allocation."
+    )
+    paused_arm = serializers.CharField(
+        required=False,
+        help_text="hash-based: the subject's arm is paused; the control answered.",
+    )
+    fallback_from = serializers.CharField(
+        required=False,
+        help_text="The chosen arm could not be loaded; the control answered.",
+    )
 
 
 class RowPredictionSerializer(serializers.Serializer):

@@ -392,3 +392,15 @@ def _fresh_shadow_runner():
     yield
     shadow.runner.drain()
     shadow.runner.reset()
+
+
+def test_an_arm_whose_artifact_breaks_falls_back_to_the_control(client, two_versions):
+    configure(client, enabled=True, split_ratio=0.0, models=["v1.0", "v2.0"])
+    flip_one_byte(two_versions["root"] / "model_v2.0.pkl")
+    serving.reset()  # a fresh process: v2.0 must be loaded from disk
+    answers = [predict(client) for _ in range(5)]
+    assert {a.status_code for a in answers} == {200}
+    routing = answers[0].json()["routing"]
+    assert routing["arm"] == "v1.0" and routing["fallback_from"] == "v2.0"
+    assert routing["error"] == "artifact_integrity_error"
+    assert answers[0].json()["model_version"] == "v1.0"
