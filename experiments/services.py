@@ -745,10 +745,18 @@ def experiments_evaluate(
     running = Experiment.objects.filter(
         status=Experiment.Status.RUNNING
     ).select_related("model")
-    changed = False
     for experiment in running:
         report.experiments += 1
+        changed = False
         with transaction.atomic():
+            # Two workers evaluating at once take turns per experiment.
+            experiment = (
+                Experiment.objects.select_for_update()
+                .select_related("model")
+                .get(pk=experiment.pk)
+            )
+            if experiment.status != Experiment.Status.RUNNING:
+                continue
             if _guardrails_check(experiment, now, report):
                 changed = True
             if experiment.strategy == WEIGHTED and _bandit_update(
