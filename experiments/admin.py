@@ -211,10 +211,12 @@ class ExperimentAdmin(SimpleHistoryAdmin):
         )
         return format_html(
             '<table class="experiment-stats">{}{}</table><p>Sample ratio check: '
-            "p = {}{}</p>{}",
+            "{}{}</p>{}",
             header,
             body,
-            _num(srm.get("p_value"), 4),
+            f"p = {_num(srm.get('p_value'), 4)}"
+            if srm.get("applicable")
+            else f"not applicable ({srm.get('reason', 'no arms')})",
             " — MISMATCH" if srm.get("flagged") else "",
             shadows,
         )

@@ -93,6 +93,9 @@ class Experiment(models.Model):
         "(alpha 0.05), and complete the experiment.",
     )
     started_at = models.DateTimeField(null=True, blank=True)
+    # When arms or weights last changed (configure, pause, resume): the
+    # sample-ratio check counts only assignments made since.
+    weights_changed_at = models.DateTimeField(null=True, blank=True)
     stopped_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

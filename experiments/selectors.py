@@ -3,8 +3,9 @@ status, arm figures and statistics that /ab-test/status, the admin and the
 dashboard show."""
 
 import logging
+import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import orjson
 
@@ -255,22 +256,43 @@ def experiment_statistics(
     if not arms:
         return {}
     result = statistics.experiment_statistics(arms=arms)
-    paused = experiment.variants.filter(paused=True).exists()
-    if experiment.strategy == WEIGHTED or paused:
-        # The check compares assignments with one fixed set of weights; a
-        # bandit moves them, and a paused arm's traffic went to the
-        # control for part of the time.
-        result["sample_ratio_mismatch"] = {
-            **result["sample_ratio_mismatch"],
-            "flagged": False,
-            "applicable": False,
-            "reason": "weights moved (bandit)"
-            if experiment.strategy == WEIGHTED
-            else "an arm is paused",
-        }
-    else:
-        result["sample_ratio_mismatch"]["applicable"] = True
+    result["sample_ratio_mismatch"] = _ratio_check(experiment, arms)
     return result
+
+
+def _ratio_check(experiment: Experiment, arms: list) -> dict:
+    """The sample-ratio check over the assignments made under the current
+    weights: those of the whole minutes since they last changed."""
+    if experiment.strategy == WEIGHTED:
+        return {
+            "applicable": False,
+            "flagged": False,
+            "reason": "weights move (bandit)",
+        }
+    if experiment.variants.filter(paused=True).exists():
+        # the control takes the paused arm's traffic
+        return {"applicable": False, "flagged": False, "reason": "an arm is paused"}
+    since = experiment.started_at
+    changed = experiment.weights_changed_at
+    if since is None:
+        return {"applicable": False, "flagged": False, "reason": "not started"}
+    if changed is not None and changed > since:
+        # rollups are per minute: count from the first whole minute after
+        since = changed.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    figures = arm_figures(experiment=experiment, since=since)
+    counts = [figures[a.name].requests if a.name in figures else 0 for a in arms]
+    check = statistics.sample_ratio_mismatch(
+        counts=counts, weights=[a.weight for a in arms]
+    )
+    return {
+        "applicable": True,
+        "since": since.isoformat(),
+        "counts": counts,
+        "chi2": check.statistic if math.isfinite(check.statistic) else None,
+        "p_value": check.p_value,
+        "threshold": statistics.SRM_P_THRESHOLD,
+        "flagged": check.p_value < statistics.SRM_P_THRESHOLD,
+    }
 
 
 def experiment_status(*, model_name: str) -> dict:

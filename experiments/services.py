@@ -222,6 +222,15 @@ def experiment_save(
                 setattr(experiment, key, spec.options[key])
         labels = [version.version for version, _ in spec.variants]
         weights = [float(weight) for _, weight in spec.variants]
+        if experiment.pk is not None:
+            before = [
+                (v.version.version, v.weight)
+                for v in experiment.variants.select_related("version")
+            ]
+            if before != list(zip(labels, weights, strict=True)) or (
+                strategy != experiment.strategy
+            ):
+                experiment.weights_changed_at = timezone.now()
         experiment.hash_layout = _hash_layout(
             experiment.hash_layout or None, labels, weights
         )
@@ -420,6 +429,9 @@ def arm_resume(*, variant: Variant, user=None) -> Variant:
     with transaction.atomic():
         variant.paused, variant.paused_reason = False, ""
         _save(variant, user=user, reason="resumed")
+        Experiment.objects.filter(pk=variant.experiment_id).update(
+            weights_changed_at=timezone.now()
+        )
         _audit(
             variant.experiment,
             AuditEntry.Kind.STATUS,
@@ -649,6 +661,7 @@ def _guardrails_check(experiment, now, report) -> bool:
             continue
         variant.paused, variant.paused_reason = True, message[:300]
         _save(variant, reason="guardrail")
+        Experiment.objects.filter(pk=experiment.pk).update(weights_changed_at=now)
         _audit(
             experiment,
             AuditEntry.Kind.GUARDRAIL,

@@ -177,3 +177,37 @@ def test_guardrail_on_accuracy_waits_for_enough_labels(two_versions):
     services.experiments_evaluate(push=False)
     v2 = experiment.variants.get(version__version="v2.0")
     assert v2.paused and "accuracy 50.0% < 80.0%" in v2.paused_reason
+
+
+def test_ratio_check_counts_only_assignments_under_the_current_weights(two_versions):
+    # given: 30/70 for a while, flagged against 50/50
+    experiment = experiment_with(two_versions, weights=(0.3, 0.7))
+    rollup(experiment, "v1.0", count=300, minutes_ago=4)
+    rollup(experiment, "v2.0", count=700, minutes_ago=4)
+    # when: the weights become 50/50 two minutes ago, and traffic follows
+    services.experiment_save(
+        model=experiment.model,
+        experiment=experiment,
+        spec=services.ExperimentSpec(
+            variants=[(two_versions["v1"], 0.5), (two_versions["v2"], 0.5)]
+        ),
+    )
+    Experiment.objects.filter(pk=experiment.pk).update(
+        weights_changed_at=timezone.now() - timedelta(minutes=2)
+    )
+    rollup(experiment, "v1.0", count=510, minutes_ago=1)
+    rollup(experiment, "v2.0", count=490, minutes_ago=1)
+    experiment.refresh_from_db()
+    # then: only the second period is checked, and it is fine
+    srm = selectors.experiment_status(model_name="default")["statistics"][
+        "sample_ratio_mismatch"
+    ]
+    assert srm["applicable"] is True
+    assert srm["counts"] == [510, 490]
+    assert srm["flagged"] is False
+    # whereas a real mismatch under the current weights is flagged
+    rollup(experiment, "v1.0", count=400, minutes_ago=0)
+    srm = selectors.experiment_status(model_name="default")["statistics"][
+        "sample_ratio_mismatch"
+    ]
+    assert srm["counts"] == [910, 490] and srm["flagged"] is True
