@@ -1,5 +1,5 @@
 """WSGI entry point: what serves HTTP, /predict included (see README,
-"Why gunicorn for HTTP")."""
+"Why two servers")."""
 
 import os
 

@@ -154,9 +154,9 @@ def to_row(event: Event, adapt_time) -> tuple:
 # saturated request thread pays for (bench/README.md); one multi-row
 # statement per chunk steps once. Sent through the sqlite3 connection
 # itself: Django's cursor rewrites the placeholders of so long a statement
-# slower than SQLite inserts the rows. 400 rows x 19 columns stays under
-# SQLite's 32,766 parameters.
-INSERT_CHUNK_ROWS = 400
+# slower than SQLite inserts the rows. 100 rows per statement keeps each
+# GIL-holding bind short (a request waiting for the GIL waits for it).
+INSERT_CHUNK_ROWS = 100
 
 
 @functools.lru_cache(maxsize=8)
