@@ -377,6 +377,9 @@
     let recent = 0;
     for (const r of dashboard.rollups.values()) {
       if (r.t < min || r.t > max) continue;
+      // Shadow answers are copies, not requests anyone made: they show in
+      // the Experiments panel, not in the traffic figures.
+      if (r.shadow || r.arm === "shadow") continue;
       const v = r.version || "";
       if (!perVersion.has(v)) perVersion.set(v, new Map());
       const minutes = perVersion.get(v);

@@ -212,7 +212,31 @@ EXPERIMENT_REQUESTS = """(name) => Object.fromEntries(
     Number(row.querySelector("td.requests").textContent.replace(/\\D/g, ""))]))"""
 
 
-def test_experiment_panel_updates_live(servers, dashboard_page):
+def shadow_add(root, estimator) -> None:
+    """v3.0 (a RandomForest) answers a copy of every experiment request."""
+    from experiments.models import Experiment
+    from registry import services as registry_services
+    from tests.conftest import dump
+
+    v3 = registry_services.model_version_register(
+        model_name="default",
+        version="v3.0",
+        source=dump(root, "model_v3.0.pkl", estimator),
+    )
+    experiment = Experiment.objects.get()
+    arms = [
+        (v.version, v.weight) for v in experiment.variants.select_related("version")
+    ]
+    experiment_services.experiment_save(
+        model=experiment.model,
+        experiment=experiment,
+        spec=experiment_services.ExperimentSpec(variants=arms, shadows=[(v3, 100.0)]),
+    )
+
+
+def test_experiment_panel_updates_live(
+    servers, dashboard_page, two_versions, estimators
+):
     web, ws = servers
     page = dashboard_page.page
 
@@ -227,6 +251,7 @@ def test_experiment_panel_updates_live(servers, dashboard_page):
     assert response.status_code == 200, response.text
     name = response.json()["experiment"]
     assert response.json()["status"] == "running"
+    in_thread(shadow_add, two_versions["root"], estimators["rf"])
 
     # and: the dashboard, whose snapshot lists it without traffic yet
     page.goto(f"{web.url}/")
@@ -253,7 +278,8 @@ def test_experiment_panel_updates_live(servers, dashboard_page):
         if routing["reason"] == "experiment":
             assert routing["experiment"] == name
             sent[routing["arm"]] = sent.get(routing["arm"], 0) + 1
-    events_stored(answers)
+    # the 40 routed requests were also answered by the shadow
+    events_stored(answers + 40)
     # and: a rollup, then the experiments' evaluation, which broadcasts
     # their status through Redis to the ASGI process
     before = page.evaluate("window.dashboard.messageTypes.experiments || 0")
@@ -299,6 +325,11 @@ def test_experiment_panel_updates_live(servers, dashboard_page):
     # nothing failed: no guardrail alert, no paused arm
     expect(experiment.locator(".guardrail-alert")).to_have_count(0)
     expect(experiment.locator(".badge.paused")).to_have_count(0)
+    # the shadow's copies show in the experiment, not as traffic
+    shadow_row = experiment.locator("table.shadows tr[data-shadow='v3.0']")
+    expect(shadow_row).to_contain_text("40")
+    expect(page.locator("#ab-table")).not_to_contain_text("shadow")
+    expect(page.locator("#ab-table")).to_contain_text("v1.0")
 
     assert dashboard_page.errors == []
     assert dashboard_page.outside == []
