@@ -4,7 +4,6 @@ dashboard show."""
 
 import logging
 import math
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import orjson
@@ -20,13 +19,12 @@ from experiments.routing import (
     effective_shares,
 )
 from experiments.strategies import HashAssigner, WeightedDraw
-from monitoring import stats
+from monitoring.events import SHADOW_ARM
 from monitoring.models import MetricRollup
+from monitoring.selectors import RollupTotals
 from registry.catalog import VersionEntry
 
 logger = logging.getLogger(__name__)
-
-SHADOW_ARM = "shadow"
 
 
 def experiment_get_running(*, model_name: str) -> Experiment | None:
@@ -57,14 +55,10 @@ def _entry(experiment: Experiment, versions: dict[int, VersionEntry]):
     variants = list(experiment.variants.all())
     if not variants or any(v.version_id not in versions for v in variants):
         return None
-    paused = [v.paused for v in variants]
-    if experiment.strategy == WEIGHTED:
-        weights = [
-            v.allocation if v.allocation is not None else v.weight for v in variants
-        ]
-    else:
-        weights = [v.weight for v in variants]
-    shares = effective_shares(weights=weights, paused=paused)
+    shares = effective_shares(
+        weights=[current_weight(experiment, v) for v in variants],
+        paused=[v.paused for v in variants],
+    )
     total = sum(shares) or 1.0
     shares = [s / total for s in shares]
     arms = tuple(
@@ -126,45 +120,9 @@ def experiment_entries(*, versions: dict[int, VersionEntry]) -> dict:
 # --- figures --------------------------------------------------------------
 
 
-@dataclass
-class ArmFigures:
-    name: str
-    requests: int = 0
-    errors: int = 0
-    latency_sum_ms: float = 0.0
-    histograms: list | None = None
-    latency_p99_ms: float | None = None
-    conversions: int = 0
-    conversion_trials: int = 0
-    labels: int = 0
-    correct: int = 0
-    rewards: int = 0
-    reward_sum: float = 0.0
-    reward_sq_sum: float = 0.0
-    compared_rows: int = 0
-    agreed_rows: int = 0
-    primary_latency_sum_ms: float = 0.0
-
-    @property
-    def ok(self) -> int:
-        return self.requests - self.errors
-
-    @property
-    def error_rate(self) -> float | None:
-        return self.errors / self.requests if self.requests else None
-
-    @property
-    def latency_avg_ms(self) -> float | None:
-        return self.latency_sum_ms / self.requests if self.requests else None
-
-    @property
-    def accuracy(self) -> float | None:
-        return self.correct / self.labels if self.labels else None
-
-
 def arm_figures(
     *, experiment: Experiment, since: datetime | None = None
-) -> dict[str, ArmFigures]:
+) -> dict[str, RollupTotals]:
     """Per-arm totals of an experiment from its rollups (since it started,
     or `since`), by arm name; the shadow versions under "shadow:<version>".
     """
@@ -174,56 +132,26 @@ def arm_figures(
     since = since or experiment.started_at
     if since is not None:
         rollups = rollups.filter(minute__gte=since.replace(second=0, microsecond=0))
-    figures: dict[str, ArmFigures] = {}
-    for row in rollups.values(
-        "version",
-        "arm",
-        "count",
-        "errors",
-        "latency_sum_ms",
-        "latency_histogram",
-        "conversions",
-        "conversion_trials",
-        "labels",
-        "correct",
-        "rewards",
-        "reward_sum",
-        "reward_sq_sum",
-        "compared_rows",
-        "agreed_rows",
-        "primary_latency_sum_ms",
-    ):
+    figures: dict[str, RollupTotals] = {}
+    for rollup in rollups:
         name = (
-            f"{SHADOW_ARM}:{row['version']}" if row["arm"] == SHADOW_ARM else row["arm"]
+            f"{SHADOW_ARM}:{rollup.version}" if rollup.arm == SHADOW_ARM else rollup.arm
         )
-        if not name:
-            continue
-        arm = figures.get(name)
-        if arm is None:
-            arm = figures[name] = ArmFigures(name=name, histograms=[])
-        arm.requests += row["count"]
-        arm.errors += row["errors"]
-        arm.latency_sum_ms += row["latency_sum_ms"]
-        arm.histograms.append(row["latency_histogram"])
-        for field in (
-            "conversions",
-            "conversion_trials",
-            "labels",
-            "correct",
-            "rewards",
-            "reward_sum",
-            "reward_sq_sum",
-            "compared_rows",
-            "agreed_rows",
-            "primary_latency_sum_ms",
-        ):
-            setattr(arm, field, getattr(arm, field) + row[field])
-    for arm in figures.values():
-        if arm.requests:
-            arm.latency_p99_ms = stats.histogram_percentile(
-                stats.merge_histograms(arm.histograms), 99
-            )
+        if name:
+            figures.setdefault(name, RollupTotals()).add(rollup)
     return figures
+
+
+def _figures_of(figures: dict[str, RollupTotals], name: str) -> RollupTotals:
+    return figures.get(name) or RollupTotals()
+
+
+def current_weight(experiment: Experiment, variant) -> float:
+    """The share an arm is meant to get now: the bandit's allocation for a
+    weighted experiment (once computed), else the configured weight."""
+    if experiment.strategy == WEIGHTED and variant.allocation is not None:
+        return variant.allocation
+    return variant.weight
 
 
 def _round(value, digits=6):
@@ -231,7 +159,7 @@ def _round(value, digits=6):
 
 
 def experiment_statistics(
-    *, experiment: Experiment, figures: dict[str, ArmFigures]
+    *, experiment: Experiment, figures: dict[str, RollupTotals]
 ) -> dict:
     """The statistics block: per arm, versus the control, and the sample
     ratio check (experiments.statistics)."""
@@ -239,13 +167,12 @@ def experiment_statistics(
     for v in experiment.variants.select_related("version"):
         if v.paused:
             continue  # its traffic goes to the control now
-        f = figures.get(v.version.version) or ArmFigures(name=v.version.version)
-        use_allocation = experiment.strategy == WEIGHTED and v.allocation is not None
+        f = _figures_of(figures, v.version.version)
         arms.append(
             statistics.ArmCounts(
                 name=v.version.version,
-                weight=v.allocation if use_allocation else v.weight,
-                assigned=f.requests,
+                weight=current_weight(experiment, v),
+                assigned=f.count,
                 conversions=f.conversions,
                 conversion_trials=f.ok,
                 correct=f.correct,
@@ -280,7 +207,7 @@ def _ratio_check(experiment: Experiment, arms: list) -> dict:
         # rollups are per minute: count from the first whole minute after
         since = changed.replace(second=0, microsecond=0) + timedelta(minutes=1)
     figures = arm_figures(experiment=experiment, since=since)
-    counts = [figures[a.name].requests if a.name in figures else 0 for a in arms]
+    counts = [_figures_of(figures, a.name).count for a in arms]
     check = statistics.sample_ratio_mismatch(
         counts=counts, weights=[a.weight for a in arms]
     )
@@ -295,8 +222,9 @@ def _ratio_check(experiment: Experiment, arms: list) -> dict:
     }
 
 
-def experiment_status(*, model_name: str) -> dict:
-    """The body of GET /ab-test/status for one model."""
+def experiment_status(*, model_name: str, history: bool = False) -> dict:
+    """The body of GET /ab-test/status for one model (with the change
+    `history` when asked)."""
     experiment = experiment_get_current(model_name=model_name)
     if experiment is None:
         return {
@@ -311,8 +239,12 @@ def experiment_status(*, model_name: str) -> dict:
             "shadows": [],
             "alerts": [],
             "allocations": [],
+            **({"history": []} if history else {}),
         }
-    return experiment_report(experiment=experiment)
+    report = experiment_report(experiment=experiment)
+    if history:
+        report["history"] = experiment_history(experiment=experiment)
+    return report
 
 
 def experiment_report(*, experiment: Experiment) -> dict:
@@ -320,29 +252,25 @@ def experiment_report(*, experiment: Experiment) -> dict:
     guardrail alerts and allocation history of one experiment."""
     variants = list(experiment.variants.select_related("version"))
     figures = arm_figures(experiment=experiment)
-    total = sum(
-        figures[v.version.version].requests
-        for v in variants
-        if v.version.version in figures
-    )
+    total = sum(_figures_of(figures, v.version.version).count for v in variants)
     arms = []
-    for v in variants:
-        f = figures.get(v.version.version) or ArmFigures(name=v.version.version)
+    for index, v in enumerate(variants):
+        f = _figures_of(figures, v.version.version)
         arms.append(
             {
                 "arm": v.version.version,
                 "version": v.version.version,
-                "control": v.position == variants[0].position,
+                "control": index == 0,
                 "weight": v.weight,
                 "allocation": v.allocation,
                 "paused": v.paused,
                 "paused_reason": v.paused_reason,
-                "requests": f.requests,
-                "share": _round(f.requests / total) if total else None,
+                "requests": f.count,
+                "share": _round(f.count / total) if total else None,
                 "errors": f.errors,
                 "error_rate": _round(f.error_rate),
-                "latency_avg_ms": _round(f.latency_avg_ms, 3),
-                "latency_p99_ms": _round(f.latency_p99_ms, 3),
+                "latency_avg_ms": _round(f.latency_avg, 3),
+                "latency_p99_ms": _round(f.latency_percentile(99), 3),
                 "conversions": f.conversions,
                 "conversion_rate": _round(f.conversions / f.ok) if f.ok else None,
                 "labels": f.labels,
@@ -353,22 +281,19 @@ def experiment_report(*, experiment: Experiment) -> dict:
         )
     shadows = []
     for shadow in experiment.shadows.select_related("version"):
-        f = figures.get(f"{SHADOW_ARM}:{shadow.version.version}")
-        f = f or ArmFigures(name=shadow.version.version)
+        f = _figures_of(figures, f"{SHADOW_ARM}:{shadow.version.version}")
         shadows.append(
             {
                 "version": shadow.version.version,
                 "mirror_percent": shadow.mirror_percent,
-                "requests": f.requests,
+                "requests": f.count,
                 "errors": f.errors,
                 "compared_rows": f.compared_rows,
-                "agreement_rate": _round(f.agreed_rows / f.compared_rows)
-                if f.compared_rows
-                else None,
-                "latency_avg_ms": _round(f.latency_avg_ms, 3),
-                "latency_p99_ms": _round(f.latency_p99_ms, 3),
+                "agreement_rate": _round(f.agreement_rate),
+                "latency_avg_ms": _round(f.latency_avg, 3),
+                "latency_p99_ms": _round(f.latency_percentile(99), 3),
                 "primary_latency_avg_ms": _round(
-                    f.primary_latency_sum_ms / f.compared_rows, 3
+                    f.primary_latency_sum / f.compared_rows, 3
                 )
                 if f.compared_rows
                 else None,

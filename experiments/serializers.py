@@ -1,5 +1,7 @@
 """Request and response shapes of /ab-test/* and /feedback."""
 
+import math
+
 from rest_framework import serializers
 
 from experiments.services import STRATEGIES
@@ -112,8 +114,6 @@ class FeedbackRequestSerializer(serializers.Serializer):
     )
 
     def validate_reward(self, value):
-        import math
-
         if value is not None and not math.isfinite(value):
             raise serializers.ValidationError("reward must be a finite number.")
         return value

@@ -35,6 +35,9 @@ from experiments.strategies import (
 from mlserving.conf import app_settings, experiment_settings
 from mlserving.errors import ApplicationError, Conflict, ValidationFailed
 from monitoring import broadcast
+from monitoring.events import SHADOW_ARM
+from monitoring.selectors import RollupTotals
+from registry import selectors as registry_selectors
 from registry import services as registry_services
 from registry.models import ModelVersion, RegisteredModel
 
@@ -44,14 +47,6 @@ WEIGHT_TOLERANCE = 1e-6
 STRATEGIES = [choice for choice, _ in Experiment.Strategy.choices]
 
 
-def _actor(user) -> str:
-    return getattr(user, "username", "") or (str(user) if user else "")
-
-
-def _real_user(user):
-    return user if getattr(user, "pk", None) is not None else None
-
-
 def _audit(experiment, kind, message, *, arm="", details=None, user=None):
     AuditEntry.objects.create(
         experiment=experiment,
@@ -59,13 +54,13 @@ def _audit(experiment, kind, message, *, arm="", details=None, user=None):
         arm=arm,
         message=message[:500],
         details=details or {},
-        actor=_actor(user) or "system",
+        actor=registry_services.actor_of(user, "" if user else "system"),
     )
 
 
 def _save(instance, *, user=None, reason: str = "", **kwargs) -> None:
     """save() with the history record's user and reason."""
-    instance._history_user = _real_user(user)
+    instance._history_user = registry_services.real_user(user)
     instance._change_reason = reason[:100] if reason else None
     instance.save(**kwargs)
 
@@ -205,7 +200,7 @@ def experiment_save(
             experiment = Experiment(
                 model=model,
                 name=name or _new_name(model),
-                created_by=_real_user(user),
+                created_by=registry_services.real_user(user),
             )
         else:
             experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
@@ -222,15 +217,17 @@ def experiment_save(
                 setattr(experiment, key, spec.options[key])
         labels = [version.version for version, _ in spec.variants]
         weights = [float(weight) for _, weight in spec.variants]
-        if experiment.pk is not None:
-            before = [
+        before = (
+            [
                 (v.version.version, v.weight)
                 for v in experiment.variants.select_related("version")
             ]
-            if before != list(zip(labels, weights, strict=True)) or (
-                strategy != experiment.strategy
-            ):
-                experiment.weights_changed_at = timezone.now()
+            if experiment.pk is not None
+            else []
+        )
+        if before and before != list(zip(labels, weights, strict=True)):
+            # the expected split changed (the strategy alone does not)
+            experiment.weights_changed_at = timezone.now()
         experiment.hash_layout = _hash_layout(
             experiment.hash_layout or None, labels, weights
         )
@@ -285,7 +282,7 @@ def _variants_set(experiment, variants, *, user) -> None:
         keep.add(version.pk)
     for version_id, variant in existing.items():
         if version_id not in keep:
-            variant._history_user = _real_user(user)
+            variant._history_user = registry_services.real_user(user)
             variant.delete()
 
 
@@ -302,7 +299,7 @@ def _shadows_set(experiment, shadows, *, user) -> None:
         keep.add(version.pk)
     for version_id, shadow in existing.items():
         if version_id not in keep:
-            shadow._history_user = _real_user(user)
+            shadow._history_user = registry_services.real_user(user)
             shadow.delete()
 
 
@@ -359,23 +356,38 @@ def experiment_stop(*, experiment: Experiment, user=None, reason="") -> Experime
     )
 
 
-def experiment_winner(*, experiment: Experiment) -> str | None:
+def _winner(statistics: dict) -> str | None:
     """The arm the sequential test declares better than the control (the
-    control when the control beats every arm), or None."""
-    report = selectors.experiment_report(experiment=experiment)
+    best one if several), the control when it is declared better than
+    every arm, else None."""
     alpha = experiment_settings.SEQUENTIAL_ALPHA
-    best, best_difference = None, 0.0
-    for arm in report["statistics"].get("arms", [])[1:]:
+    challengers = statistics.get("arms", [])[1:]
+    better, worse = [], 0
+    for arm in challengers:
         versus = arm.get("versus_control") or {}
         p = versus.get("msprt_p_value")
         difference = versus.get("conversion_difference")
         if p is None or difference is None or p >= alpha:
             continue
-        if difference > best_difference:
-            best, best_difference = arm["name"], difference
-        elif best is None and difference < 0:
-            best = report["statistics"]["control"]
-    return best
+        if difference > 0:
+            better.append((difference, arm["name"]))
+        else:
+            worse += 1
+    if better:
+        return max(better)[1]
+    if challengers and worse == len(challengers):
+        return statistics["control"]
+    return None
+
+
+def experiment_winner(*, experiment: Experiment) -> str | None:
+    """What _winner says of the experiment's figures since it started."""
+    return _winner(
+        selectors.experiment_statistics(
+            experiment=experiment,
+            figures=selectors.arm_figures(experiment=experiment),
+        )
+    )
 
 
 def experiment_promote(
@@ -448,7 +460,7 @@ def arm_resume(*, variant: Variant, user=None) -> Variant:
 
 def _default_versions(model: RegisteredModel) -> list[ModelVersion]:
     """The active version and the newest other ready one."""
-    active = registry_services.selectors.model_version_get_active(model=model)
+    active = registry_selectors.model_version_get_active(model=model)
     others = model.versions.filter(status=ModelVersion.Status.READY)
     if active is not None:
         others = others.exclude(pk=active.pk)
@@ -533,12 +545,17 @@ def _running_first():
     )
 
 
-def experiment_from_settings(*, model: RegisteredModel) -> Experiment | None:
+def experiments_from_settings() -> Experiment | None:
     """AB_TEST_ENABLED / AB_TEST_SPLIT_RATIO as the initial state: when
-    enabled and the model has never had an experiment, start one between
-    its active version and its newest other version. Idempotent."""
+    enabled and the default model has never had an experiment, start one
+    between its active version and its newest other version. Run at
+    start-up (web processes' warm-up, bootstrap_demo); idempotent."""
     if not app_settings.AB_TEST_ENABLED:
         return None
+    try:
+        model = registry_selectors.model_get(name=None)
+    except ApplicationError:
+        return None  # no model yet
     if Experiment.objects.filter(model=model).exists():
         return None
     versions = _default_versions(model)
@@ -556,20 +573,6 @@ def experiment_from_settings(*, model: RegisteredModel) -> Experiment | None:
         return None  # another process created it first
 
 
-def experiments_from_settings() -> Experiment | None:
-    """experiment_from_settings for the default model, if there is one;
-    run at start-up (web processes' warm-up, bootstrap_demo)."""
-    from registry.selectors import model_get
-
-    if not app_settings.AB_TEST_ENABLED:
-        return None
-    try:
-        model = model_get(name=None)
-    except ApplicationError:
-        return None
-    return experiment_from_settings(model=model)
-
-
 # --- after each rollup: guardrails, bandit, sequential test ---------------
 
 
@@ -584,9 +587,9 @@ class EvaluationReport:
 def _breaches(experiment: Experiment, figures) -> list[tuple[str, str, dict]]:
     found = []
     for name, arm in figures.items():
-        if name.startswith(selectors.SHADOW_ARM):
+        if name.startswith(SHADOW_ARM):
             continue
-        if arm.requests >= experiment.min_requests:
+        if arm.count >= experiment.min_requests:
             if (
                 experiment.max_error_rate is not None
                 and arm.error_rate > experiment.max_error_rate
@@ -596,21 +599,22 @@ def _breaches(experiment: Experiment, figures) -> list[tuple[str, str, dict]]:
                         name,
                         f"error rate {arm.error_rate:.1%} > "
                         f"{experiment.max_error_rate:.1%}",
-                        {"error_rate": arm.error_rate, "requests": arm.requests},
+                        {"error_rate": arm.error_rate, "requests": arm.count},
                     )
                 )
                 continue
+            p99 = arm.latency_percentile(99)
             if (
                 experiment.max_p99_latency_ms is not None
-                and arm.latency_p99_ms is not None
-                and arm.latency_p99_ms > experiment.max_p99_latency_ms
+                and p99 is not None
+                and p99 > experiment.max_p99_latency_ms
             ):
                 found.append(
                     (
                         name,
-                        f"p99 latency {arm.latency_p99_ms:.1f} ms > "
+                        f"p99 latency {p99:.1f} ms > "
                         f"{experiment.max_p99_latency_ms:g} ms",
-                        {"latency_p99_ms": arm.latency_p99_ms},
+                        {"latency_p99_ms": p99},
                     )
                 )
                 continue
@@ -677,26 +681,25 @@ def _guardrails_check(experiment, now, report) -> bool:
     return paused
 
 
-def _bandit_update(experiment, now, report, rng) -> bool:
+def _bandit_update(experiment, figures, now, report, rng) -> bool:
     last = experiment.allocations.values_list("computed_at", flat=True).first()
     interval = experiment_settings.BANDIT_UPDATE_INTERVAL
     if last is not None and (now - last).total_seconds() < interval:
         return False
     variants = list(experiment.variants.select_related("version"))
-    figures = selectors.arm_figures(experiment=experiment)
+    continuous = experiment.reward == Experiment.Reward.CONTINUOUS
     arms = []
     inputs = {}
     for v in variants:
-        f = figures.get(v.version.version) or selectors.ArmFigures(name=v.name)
-        continuous = experiment.reward == Experiment.Reward.CONTINUOUS
+        f = figures.get(v.version.version) or RollupTotals()
         stats = ArmStats(
             trials=f.rewards if continuous else f.ok,
             successes=0 if continuous else min(f.conversions, f.ok),
             reward_sum=f.reward_sum,
             reward_sq_sum=f.reward_sq_sum,
-            requests=f.requests,
+            requests=f.count,
             errors=f.errors,
-            latency_ms=f.latency_avg_ms or 0.0,
+            latency_ms=f.latency_avg or 0.0,
             paused=v.paused,
         )
         arms.append(stats)
@@ -726,13 +729,9 @@ def _bandit_update(experiment, now, report, rng) -> bool:
     return True
 
 
-def _sequential_update(experiment) -> None:
+def _sequential_update(experiment, statistics: dict) -> None:
     """Keep each arm's always-valid p-value as a running minimum."""
-    stats = selectors.experiment_statistics(
-        experiment=experiment,
-        figures=selectors.arm_figures(experiment=experiment),
-    )
-    by_name = {arm["name"]: arm for arm in stats.get("arms", [])}
+    by_name = {arm["name"]: arm for arm in statistics.get("arms", [])}
     for v in experiment.variants.select_related("version"):
         versus = (by_name.get(v.version.version) or {}).get("versus_control") or {}
         p = versus.get("msprt_p_value")
@@ -772,16 +771,23 @@ def experiments_evaluate(
                 continue
             if _guardrails_check(experiment, now, report):
                 changed = True
+            figures = selectors.arm_figures(experiment=experiment)
             if experiment.strategy == WEIGHTED and _bandit_update(
-                experiment, now, report, rng
+                experiment, figures, now, report, rng
             ):
                 changed = True
-            _sequential_update(experiment)
+            statistics = selectors.experiment_statistics(
+                experiment=experiment, figures=figures
+            )
+            _sequential_update(experiment, statistics)
             if changed:
                 registry_services.registry_generation_bump()
-        if experiment.auto_promote and experiment_winner(experiment=experiment):
+        winner = _winner(statistics) if experiment.auto_promote else None
+        if winner is not None:
             try:
-                experiment_promote(experiment=experiment, reason="auto-promote")
+                experiment_promote(
+                    experiment=experiment, arm=winner, reason="auto-promote"
+                )
                 report.promoted.append(experiment.name)
             except (Conflict, ValidationFailed) as exc:
                 logger.warning("auto-promote of %s: %s", experiment.name, exc)

@@ -26,10 +26,9 @@ from experiments.routing import ExperimentEntry
 from mlserving.conf import experiment_settings
 from mlserving.errors import ApplicationError
 from monitoring import events, prometheus
+from monitoring.events import SHADOW_ARM
 
 logger = logging.getLogger("experiments")
-
-SHADOW_ARM = "shadow"
 
 
 @dataclass(slots=True)

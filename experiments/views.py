@@ -23,15 +23,6 @@ MODEL_PARAM = OpenApiParameter(
 )
 
 
-def _status_body(model_name: str) -> dict:
-    body = selectors.experiment_status(model_name=model_name)
-    experiment = selectors.experiment_get_current(model_name=model_name)
-    body["history"] = (
-        selectors.experiment_history(experiment=experiment) if experiment else []
-    )
-    return body
-
-
 class AbTestStatusApi(APIView):
     @extend_schema(
         operation_id="ab_test_status",
@@ -41,7 +32,9 @@ class AbTestStatusApi(APIView):
     )
     def get(self, request):
         model = registry_selectors.model_get(name=request.query_params.get("model"))
-        return Response(_status_body(model.name))
+        return Response(
+            selectors.experiment_status(model_name=model.name, history=True)
+        )
 
 
 class AbTestConfigureApi(APIView):
@@ -80,7 +73,9 @@ class AbTestConfigureApi(APIView):
             user=request.user,
             reason="POST /ab-test/configure",
         )
-        return Response(_status_body(model.name))
+        return Response(
+            selectors.experiment_status(model_name=model.name, history=True)
+        )
 
 
 class FeedbackApi(APIView):

@@ -2,8 +2,8 @@
 
 `record()` turns the event into its row tuple and appends it to a bounded
 in-process buffer (a few microseconds, no I/O) and returns; the request
-never waits on the database. A background thread in each process drains the buffer every
-EVENT_FLUSH_INTERVAL seconds (sooner once EVENT_BATCH_SIZE are waiting),
+never waits on the database. A background thread in each process drains
+the buffer every EVENT_FLUSH_INTERVAL seconds (sooner once EVENT_BATCH_SIZE are waiting),
 counts each event in the Prometheus metrics, and writes the batch to the
 database. When the database is unreachable the thread keeps the batch and
 retries with backoff; the buffer holds up to EVENT_BUFFER_SIZE events in
@@ -34,6 +34,9 @@ from monitoring.models import PredictionEvent
 logger = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 5.0
+# The arm of a shadow prediction's event (experiments/shadow.py): a
+# mirrored copy, not a request anyone made.
+SHADOW_ARM = "shadow"
 
 
 @dataclass(slots=True)

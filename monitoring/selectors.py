@@ -9,11 +9,10 @@ from datetime import UTC, datetime, timedelta
 import psutil
 from django.utils import timezone
 
-from experiments.selectors import experiments_overview
 from mlserving.conf import monitoring_settings
 from mlserving.errors import ValidationFailed
 from monitoring import stats
-from monitoring.events import writer
+from monitoring.events import SHADOW_ARM, writer
 from monitoring.models import MetricRollup, RollupState, SystemSample
 from registry import serving
 
@@ -89,13 +88,6 @@ def rollup_dict(rollup: MetricRollup) -> dict:
     }
 
 
-SHADOW_ARM = "shadow"
-
-
-def _ratio(part: int, whole: int) -> float | None:
-    return _round(part / whole, 4) if whole else None
-
-
 def system_sample_dict(sample: SystemSample) -> dict:
     return {
         "t": epoch_ms(sample.sampled_at),
@@ -114,7 +106,10 @@ def system_sample_dict(sample: SystemSample) -> dict:
 
 def metrics_snapshot(*, minutes: int | None = None) -> dict:
     """What a dashboard gets when its websocket connects: the last minutes
-    of rollups and system samples."""
+    of rollups and system samples, and the experiments."""
+    # experiments.selectors reads rollups through this module
+    from experiments.selectors import experiments_overview
+
     minutes = minutes or monitoring_settings.SNAPSHOT_MINUTES
     since = timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=minutes)
     rollups = MetricRollup.objects.filter(minute__gte=since).order_by("minute")
@@ -130,8 +125,9 @@ def metrics_snapshot(*, minutes: int | None = None) -> dict:
     }
 
 
-class _Totals:
-    """Sums over rollups; percentiles from their merged histograms."""
+class RollupTotals:
+    """Sums over rollups (of one version, one arm, or all); percentiles
+    from their merged histograms."""
 
     def __init__(self):
         self.count = self.errors = self.rows = self.cached = 0
@@ -141,6 +137,10 @@ class _Totals:
         self.confidence_count = 0
         self.labels = self.correct = 0
         self.conversions = self.conversion_trials = 0
+        self.rewards = 0
+        self.reward_sum = self.reward_sq_sum = 0.0
+        self.compared_rows = self.agreed_rows = 0
+        self.primary_latency_sum = 0.0
         self.errors_by_code: dict[str, int] = {}
         self.class_counts: dict[str, int] = {}
         self.histograms: list[dict] = []
@@ -158,39 +158,64 @@ class _Totals:
         self.correct += r.correct
         self.conversions += r.conversions
         self.conversion_trials += r.conversion_trials
+        self.rewards += r.rewards
+        self.reward_sum += r.reward_sum
+        self.reward_sq_sum += r.reward_sq_sum
+        self.compared_rows += r.compared_rows
+        self.agreed_rows += r.agreed_rows
+        self.primary_latency_sum += r.primary_latency_sum_ms
         for code, n in r.errors_by_code.items():
             self.errors_by_code[code] = self.errors_by_code.get(code, 0) + n
         for label, n in r.class_counts.items():
             self.class_counts[label] = self.class_counts.get(label, 0) + n
         self.histograms.append(r.latency_histogram)
 
+    @property
+    def ok(self) -> int:
+        return self.count - self.errors
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.count if self.count else None
+
+    @property
+    def latency_avg(self) -> float | None:
+        return self.latency_sum / self.count if self.count else None
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.labels if self.labels else None
+
+    @property
+    def agreement_rate(self) -> float | None:
+        """Shadow rollups: rows that agreed with the primary's answer."""
+        return self.agreed_rows / self.compared_rows if self.compared_rows else None
+
+    def latency_percentile(self, q: float) -> float | None:
+        value = stats.histogram_percentile(stats.merge_histograms(self.histograms), q)
+        # a bucket's middle may lie past the largest value seen
+        return None if value is None else min(value, self.latency_max)
+
     def latency(self) -> dict:
-        merged = stats.merge_histograms(self.histograms)
-
-        def percentile(q: float) -> float | None:
-            value = stats.histogram_percentile(merged, q)
-            # a bucket's middle may lie past the largest value seen
-            return None if value is None else _round(min(value, self.latency_max))
-
         return {
-            "avg": _round(self.latency_sum / self.count) if self.count else None,
-            "p50": percentile(50),
-            "p95": percentile(95),
-            "p99": percentile(99),
+            "avg": _round(self.latency_avg),
+            "p50": _round(self.latency_percentile(50)),
+            "p95": _round(self.latency_percentile(95)),
+            "p99": _round(self.latency_percentile(99)),
             "max": _round(self.latency_max) if self.count else None,
         }
 
     def rates(self) -> dict:
-        ok = self.count - self.errors
+        ok = self.ok
         return {
             "success_rate": _round(ok / self.count, 4) if self.count else None,
-            "error_rate": _round(self.errors / self.count, 4) if self.count else None,
+            "error_rate": _round(self.error_rate, 4),
             "avg_confidence": (
                 _round(self.confidence_sum / self.confidence_count, 4)
                 if self.confidence_count
                 else None
             ),
-            "accuracy": _round(self.correct / self.labels, 4) if self.labels else None,
+            "accuracy": _round(self.accuracy, 4),
             "labels": self.labels,
             "conversions": self.conversions,
             # Conversions per successful prediction (exposure), as the
@@ -208,25 +233,22 @@ def metrics_summary(*, window_seconds: float, model: str | None = None) -> dict:
     rollups = MetricRollup.objects.filter(minute__gte=since)
     if model:
         rollups = rollups.filter(model=model)
-    overall = _Totals()
-    by_version: dict[tuple[str, str], _Totals] = {}
-    by_arm: dict[tuple[str, str, str], _Totals] = {}
-    shadows: dict[tuple[str, str, str], _Totals] = {}
-    shadow_agreement: dict[tuple[str, str, str], list[int]] = {}
+    overall = RollupTotals()
+    by_version: dict[tuple[str, str], RollupTotals] = {}
+    by_arm: dict[tuple[str, str, str], RollupTotals] = {}
+    shadows: dict[tuple[str, str, str], RollupTotals] = {}
     for r in rollups.order_by("minute"):
         if r.arm == SHADOW_ARM:
             # Mirrored copies: not requests anyone made.
-            key = (r.model, r.experiment, r.version)
-            shadows.setdefault(key, _Totals()).add(r)
-            agreement = shadow_agreement.setdefault(key, [0, 0])
-            agreement[0] += r.agreed_rows
-            agreement[1] += r.compared_rows
+            shadows.setdefault((r.model, r.experiment, r.version), RollupTotals()).add(
+                r
+            )
             continue
         overall.add(r)
         if r.version:
-            by_version.setdefault((r.model, r.version), _Totals()).add(r)
+            by_version.setdefault((r.model, r.version), RollupTotals()).add(r)
         if r.experiment:
-            by_arm.setdefault((r.experiment, r.arm, r.version), _Totals()).add(r)
+            by_arm.setdefault((r.experiment, r.arm, r.version), RollupTotals()).add(r)
     served = sum(t.count for t in by_version.values())
     arms_total: dict[str, int] = {}
     for (experiment, _, _), totals in by_arm.items():
@@ -281,11 +303,10 @@ def metrics_summary(*, window_seconds: float, model: str | None = None) -> dict:
                 "model_version": version,
                 "predictions": totals.count,
                 "failed_predictions": totals.errors,
-                "agreement_rate": _ratio(*shadow_agreement[key]),
+                "agreement_rate": _round(totals.agreement_rate, 4),
                 "processing_time_ms": totals.latency(),
             }
-            for key, totals in sorted(shadows.items())
-            for name, experiment, version in [key]
+            for (name, experiment, version), totals in sorted(shadows.items())
         ],
     }
 

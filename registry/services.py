@@ -37,7 +37,8 @@ from registry.runtimes.base import Signature
 logger = logging.getLogger("registry")
 
 
-def _actor_of(user, actor: str) -> str:
+def actor_of(user, actor: str) -> str:
+    """Who did it, for audit text: `actor` when given, else the user."""
     if actor:
         return actor
     if user is not None and getattr(user, "is_authenticated", False):
@@ -45,7 +46,7 @@ def _actor_of(user, actor: str) -> str:
     return "anonymous"
 
 
-def _real_user(user):
+def real_user(user):
     """The auth user to store in a foreign key, or None (API clients)."""
     if user is not None and getattr(user, "pk", None) is not None:
         return user
@@ -211,7 +212,7 @@ def model_version_register(
             metrics=metrics,
             metadata=metadata,
             display_name=str(metadata.get("name") or ""),
-            created_by=_real_user(user),
+            created_by=real_user(user),
         )
         created_at = metadata.get("created_at")
         if isinstance(created_at, str) and parse_datetime(created_at):
@@ -308,8 +309,8 @@ def _move_alias(
             from_label=previous.version if previous else "",
             to_label=version.version,
             action=action,
-            changed_by=_real_user(user),
-            actor=_actor_of(user, actor),
+            changed_by=real_user(user),
+            actor=actor_of(user, actor),
             note=note[:300],
         )
         registry_generation_bump()

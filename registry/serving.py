@@ -123,7 +123,8 @@ def failures() -> dict[int, ArtifactError]:
 
 def warmup() -> list[str]:
     """Load every model's active version, and the arms and shadows of
-    running experiments, now, so the first request is not slow. Returns what was loaded; failures are logged, not raised."""
+    running experiments, now, so the first request is not slow. Returns
+    what was loaded; failures are logged, not raised."""
     loaded = []
     try:
         from experiments.services import experiments_from_settings

@@ -211,3 +211,13 @@ def test_ratio_check_counts_only_assignments_under_the_current_weights(two_versi
         "sample_ratio_mismatch"
     ]
     assert srm["counts"] == [910, 490] and srm["flagged"] is True
+
+
+def test_auto_promote_keeps_the_control_when_it_beats_every_arm(two_versions):
+    experiment = experiment_with(two_versions, auto_promote=True)
+    rollup(experiment, "v1.0", count=5000, conversions=450)
+    rollup(experiment, "v2.0", count=5000, conversions=250)
+    assert services.experiments_evaluate(push=False).promoted == ["exp"]
+    model = two_versions["v1"].model
+    assert registry_selectors.model_version_get_active(model=model).version == "v1.0"
+    assert experiment.audit.filter(kind="promotion", arm="v1.0").exists()

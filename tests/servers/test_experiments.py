@@ -53,7 +53,13 @@ class Clients:
 
 
 def test_a_failing_arm_is_paused_within_one_rollup_interval(
-    two_versions, estimators, server_env, start_server, start_celery, listen
+    two_versions,
+    estimators,
+    server_env,
+    redis_service,
+    start_server,
+    start_celery,
+    listen,
 ):
     # given: v3.0 raises on every prediction, and gets half the traffic
     registry_services.model_version_register(

@@ -80,7 +80,7 @@ class Load:
 
 
 @pytest.fixture
-def stack(two_versions, server_env, start_server, start_celery):
+def stack(two_versions, server_env, redis_service, start_server, start_celery):
     """web (2 processes), ws, worker and beat on one database and Redis."""
     schedules_ensure()  # transactional tests start from empty tables
 
