@@ -12,7 +12,7 @@ python manage.py sync_artifacts
 python manage.py bootstrap_demo
 python manage.py collectstatic --noinput -v0
 
-procs="web ws worker beat"
+procs="ingest web ws worker beat"
 if python -m mlserving.embedded_redis --needed; then
   procs="redis $procs"
 fi

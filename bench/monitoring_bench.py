@@ -5,19 +5,23 @@ Three figures, measured in one run, each in its own temporary directory
 (own VAR_DIR, database, ARTIFACTS_ROOT, Redis socket; the repository's var/
 and artifacts/ are never touched):
 
-1. Cost on /predict. Two granian servers with the Procfile's flags (2
-   workers, DEBUG off, PREDICTION_CACHE_TTL=0), one with
-   MONITORING_ENABLED=true and one with false, on one migrated SQLite
-   database (``bootstrap_demo``: v1.0 LogisticRegression active). wrk
-   (``wrk_post.sh``) alternates between them: each round runs 1 and 16
-   connections on both, the order of on/off flipping every round. Median
-   req/s, p50 and p99 per mode, the spread (min..max), the cost
-   (off - on) / off of the medians (target <= 5 %), and the servers' CPU
-   time per request (sampled from /proc, less moved by other load than
-   req/s). Then, in process: what record() costs a request and what the
-   writer thread spends per event (Prometheus, rows, insert), and a check
-   that the events stored equal the on server's Prometheus count.
-   ``--prefill N`` starts with N events in the table.
+1. Cost on /predict. granian servers with the Procfile's flags (2
+   workers, DEBUG off, PREDICTION_CACHE_TTL=0), one per mode: ``off``
+   (MONITORING_ENABLED=false), ``on`` (with the Procfile's ingest process,
+   in the server's session) and, with ``--modes off,on,on-local``, on
+   without an ingest process (each writer thread inserts itself). Each
+   mode has its own copy of one migrated SQLite database
+   (``bootstrap_demo``: v1.0 LogisticRegression active). Every round
+   starts fresh servers (a process keeps its start-up luck, a few %, for
+   life), warms them, and runs wrk (``wrk_post.sh``) at 1 and 16
+   connections on each, the order of the modes rotating every round.
+   Median req/s, p50 and p99 per mode, the spread (min..max), the cost
+   (off - on) / off of the medians and per round (target <= 5 %), and the
+   servers' CPU time per request (sampled from /proc, less moved by other
+   load than req/s). Then, in process: what record() costs a request and
+   what a writer thread that inserts itself spends per event (Prometheus,
+   rows, insert), and a check that the events stored equal each mode's
+   Prometheus count. ``--prefill N`` starts with N events in the table.
 2. Rollups. A fresh database (SQLite under the temp VAR_DIR; plus every
    ``--database-url``, e.g. a PostgreSQL database this script creates and
    drops) gets ``--events`` PredictionEvent rows (1,000,000) spread over 60
@@ -63,6 +67,7 @@ import os
 import random
 import re
 import resource
+import shlex
 import shutil
 import signal
 import sqlite3
@@ -173,6 +178,44 @@ def prometheus_predictions(base: str) -> float | None:
     )
 
 
+ONOFF_MODES = {
+    "off": "MONITORING_ENABLED=false",
+    "on": "monitoring on, with the Procfile's ingest process writing the events",
+    "on-local": "monitoring on, no ingest process: each web process's writer "
+    "thread inserts its events itself",
+}
+
+
+def _mode_env(mode: str, env: dict, workdir: Path) -> dict:
+    """One mode's server environment: its own copy of the migrated
+    database, Prometheus directory and ingest socket."""
+    var = workdir / mode / "var"
+    var.mkdir(parents=True)
+    shutil.copy(workdir / "var" / "db.sqlite3", var / "db.sqlite3")
+    return {
+        **env,
+        "VAR_DIR": str(var),
+        "DATABASE_URL": f"sqlite:///{var / 'db.sqlite3'}",
+        "PROMETHEUS_MULTIPROC_DIR": str(var / "prometheus"),
+        "MONITORING_ENABLED": "false" if mode == "off" else "true",
+        "EVENT_INGEST_SOCKET": "" if mode == "on-local" else str(var / "ingest.sock"),
+    }
+
+
+def _mode_command(mode: str, port: int, workers: int) -> list[str]:
+    command = pb.granian_command(port, workers)
+    if mode == "on":
+        # the Procfile's ingest process, in the server's session: its CPU
+        # counts in the server's CPU per request
+        command = [
+            "bash",
+            "-c",
+            f"{shlex.quote(str(pb.PYTHON))} manage.py ingest_events & "
+            f"exec {shlex.join(command)}",
+        ]
+    return command
+
+
 def bench_onoff(kit: Path, root: Path, args: argparse.Namespace) -> dict:
     workdir = root / "onoff"
     workdir.mkdir()
@@ -197,32 +240,46 @@ def bench_onoff(kit: Path, root: Path, args: argparse.Namespace) -> dict:
     body = pb.predict_body(pb.ACTIVE_VERSION)
     body_file = workdir / "body.json"
     body_file.write_text(json.dumps(body))
-    urls: dict[str, str] = {}
-    samplers: dict[str, CpuSampler] = {}
+    modes = args.onoff_modes
+    mode_env: dict[str, dict] = {}
     runs: list[dict] = []
-    with contextlib.ExitStack() as stack:
-        for mode in ("on", "off"):
-            port = pb.free_ports()
-            server = pb.Server(
-                f"web-monitoring-{mode}",
-                pb.granian_command(port, args.workers),
-                env={**env, "MONITORING_ENABLED": "true" if mode == "on" else "false"},
-                cwd=REPO,
-                log_path=workdir / f"web-{mode}.log",
-            )
-            stack.enter_context(pb.running(server))
-            base = f"http://{HOST}:{port}"
-            server.wait_ready(f"{base}/health", timeout=args.start_timeout)
-            urls[mode] = f"{base}/predict"
-            samplers[mode] = CpuSampler(server.proc.pid).start()
-            stack.callback(samplers[mode].stop)
-        for mode, url in urls.items():
-            view_ms = pb.warm_up_ours(
-                url, body, pb.ACTIVE_VERSION, cached=False, workers=args.workers
-            )
-            log(f"monitoring {mode}: warm, view p50 {view_ms:.3f} ms")
-        for round_no in range(args.rounds):
-            order = ("on", "off") if round_no % 2 == 0 else ("off", "on")
+    counted: dict[str, float | None] = {}
+    for round_no in range(args.rounds):
+        # Fresh servers every round: a server process keeps whatever luck
+        # it had at start (hash seed, memory layout, which core) for its
+        # whole life, worth a few % either way; new ones each round turn
+        # that into noise the medians average out, not a bias.
+        shift = round_no % len(modes)
+        order = modes[shift:] + modes[:shift]
+        with contextlib.ExitStack() as stack:
+            urls: dict[str, str] = {}
+            samplers: dict[str, CpuSampler] = {}
+            for mode in order:
+                port = pb.free_ports()
+                if mode not in mode_env:
+                    mode_env[mode] = _mode_env(mode, env, workdir)
+                server = pb.Server(
+                    f"web-monitoring-{mode}",
+                    _mode_command(mode, port, args.workers),
+                    env=mode_env[mode],
+                    cwd=REPO,
+                    log_path=workdir / mode / f"web-{round_no + 1}.log",
+                )
+                stack.enter_context(pb.running(server))
+                base = f"http://{HOST}:{port}"
+                server.wait_ready(f"{base}/health", timeout=args.start_timeout)
+                urls[mode] = f"{base}/predict"
+                samplers[mode] = CpuSampler(server.proc.pid).start()
+                stack.callback(samplers[mode].stop)
+            for mode in order:
+                view_ms = pb.warm_up_ours(
+                    urls[mode],
+                    body,
+                    pb.ACTIVE_VERSION,
+                    cached=False,
+                    workers=args.workers,
+                )
+                log(f"round {round_no + 1} {mode}: warm, view p50 {view_ms:.3f} ms")
             for conns in pb.CONNECTIONS:
                 for mode in order:
                     raw = pb.wrk(
@@ -252,20 +309,36 @@ def bench_onoff(kit: Path, root: Path, args: argparse.Namespace) -> dict:
                     }
                     runs.append(run)
                     log(
-                        f"round {round_no + 1} monitoring {mode:3} {conns:2} conn: "
+                        f"round {round_no + 1} {mode:8} {conns:2} conn: "
                         f"{run['rps']:.0f} req/s, p50 {run['p50_ms']:.2f} ms, "
                         f"p99 {run['p99_ms']:.2f} ms, errors {errors}, "
                         f"{run['cpu_us_per_request']:.0f} CPU µs/request"
                     )
-        time.sleep(1.0)  # the writers flush every 0.25 s
-        # what the on server's writers counted as they drained their buffers
-        counted_on = prometheus_predictions(urls["on"].removesuffix("/predict"))
-    # servers stopped (their exit flush included): what reached the database
-    with contextlib.closing(sqlite3.connect(workdir / "var" / "db.sqlite3")) as db:
-        stored = db.execute(
-            "SELECT count(*) FROM monitoring_predictionevent"
-        ).fetchone()[0]
-    measured_on = sum(r["requests"] for r in runs if r["mode"] == "on")
+            if round_no == args.rounds - 1:
+                time.sleep(1.0)  # the writers flush every 0.25 s
+                # what each server's writers counted as they drained their
+                # buffers, all rounds (counters of ended processes stay)
+                counted = {
+                    mode: prometheus_predictions(url.removesuffix("/predict"))
+                    for mode, url in urls.items()
+                    if mode != "off"
+                }
+    # servers stopped (their exit flush included): what reached each database
+    events = {}
+    for mode in modes:
+        if mode == "off":
+            continue
+        with contextlib.closing(
+            sqlite3.connect(workdir / mode / "var" / "db.sqlite3")
+        ) as db:
+            stored = db.execute(
+                "SELECT count(*) FROM monitoring_predictionevent"
+            ).fetchone()[0]
+        events[mode] = {
+            "stored": stored - (prefill["inserted"] if prefill else 0),
+            "prometheus": counted.get(mode),
+            "measured": sum(r["requests"] for r in runs if r["mode"] == mode),
+        }
     try:
         writer = run_worker(env, "writer", {"events": 20_000}, timeout=300)
     except BenchError as exc:  # internals it leans on may have moved
@@ -273,8 +346,8 @@ def bench_onoff(kit: Path, root: Path, args: argparse.Namespace) -> dict:
         writer = None
     summary = []
     for conns in pb.CONNECTIONS:
-        row: dict = {"conns": conns}
-        for mode in ("on", "off"):
+        row: dict = {"conns": conns, "costs": {}}
+        for mode in modes:
             mine = [r for r in runs if r["mode"] == mode and r["conns"] == conns]
             rps = [r["rps"] for r in mine]
             row[mode] = {
@@ -290,32 +363,36 @@ def bench_onoff(kit: Path, root: Path, args: argparse.Namespace) -> dict:
                 "errors": sum(r["errors"] for r in mine),
                 "rps_runs": rps,
             }
-        off, on = row["off"]["rps_median"], row["on"]["rps_median"]
-        row["cost_pct"] = 100 * (off - on) / off
-        cpu_off, cpu_on = row["off"]["cpu_us_median"], row["on"]["cpu_us_median"]
-        row["cpu_cost_pct"] = 100 * (cpu_on - cpu_off) / cpu_off
-        # the same per round (on and off run back to back)
-        paired = []
-        for round_no in range(1, args.rounds + 1):
-            pair = {
-                r["mode"]: r["rps"]
-                for r in runs
-                if r["round"] == round_no and r["conns"] == conns
+        for mode in modes:
+            if mode == "off":
+                continue
+            off, on = row["off"]["rps_median"], row[mode]["rps_median"]
+            cpu_off, cpu_on = row["off"]["cpu_us_median"], row[mode]["cpu_us_median"]
+            # the same per round (the modes run back to back)
+            paired = []
+            for round_no in range(1, args.rounds + 1):
+                pair = {
+                    r["mode"]: r["rps"]
+                    for r in runs
+                    if r["round"] == round_no and r["conns"] == conns
+                }
+                paired.append(100 * (pair["off"] - pair[mode]) / pair["off"])
+            row["costs"][mode] = {
+                "cost_pct": 100 * (off - on) / off,
+                "cpu_cost_pct": 100 * (cpu_on - cpu_off) / cpu_off,
+                "cost_pct_by_round": paired,
+                "cost_pct_round_median": statistics.median(paired),
             }
-            paired.append(100 * (pair["off"] - pair["on"]) / pair["off"])
-        row["cost_pct_by_round"] = paired
-        row["cost_pct_round_median"] = statistics.median(paired)
         summary.append(row)
     return {
         "workers": args.workers,
+        "modes": modes,
         "seconds": args.seconds,
         "rounds": args.rounds,
         "runs": runs,
         "summary": summary,
         "prefilled_events": prefill["inserted"] if prefill else 0,
-        "events_stored_on": stored - (prefill["inserted"] if prefill else 0),
-        "prometheus_predictions_on": counted_on,
-        "requests_measured_on": measured_on,
+        "events": events,
         "writer": writer,
     }
 
@@ -325,17 +402,20 @@ def report_onoff(result: dict) -> None:
     print(
         f"1. POST /predict, monitoring on vs off: granian {result['workers']} "
         f"workers, v1.0 (LogisticRegression), cache off, {result['rounds']} "
-        f"alternating rounds of {result['seconds']} s per mode and connection "
-        "count; medians, spread = min..max of the rounds; event table "
+        f"rounds of {result['seconds']} s per mode and connection count, "
+        "fresh servers every round, the order of the modes rotating; medians, "
+        "spread = min..max of the rounds; event table "
         + (
             f"prefilled with {result['prefilled_events']:,} events"
             if result.get("prefilled_events")
             else "empty at start"
         )
     )
+    for mode in result["modes"]:
+        print(f"  {mode:8} {ONOFF_MODES[mode]}")
     rows = []
     for row in result["summary"]:
-        for mode in ("off", "on"):
+        for mode in result["modes"]:
             m = row[mode]
             rows.append(
                 [
@@ -346,6 +426,7 @@ def report_onoff(result: dict) -> None:
                     f"{m['rps_spread_pct']:.1f}",
                     f"{m['p50_ms_median']:.2f}",
                     f"{m['p99_ms_median']:.2f}",
+                    f"{m['cpu_us_median']:.0f}",
                     str(m["errors"]),
                 ]
             )
@@ -353,12 +434,13 @@ def report_onoff(result: dict) -> None:
         table(
             [
                 "conns",
-                "monitoring",
+                "mode",
                 "req/s",
                 "req/s spread",
                 "spread %",
                 "p50 ms",
                 "p99 ms",
+                "CPU µs/req",
                 "errors",
             ],
             rows,
@@ -366,33 +448,32 @@ def report_onoff(result: dict) -> None:
     )
     print()
     print(
-        "Cost of monitoring = (off - on) / off of req/s, target <= 5 %; CPU: "
-        "(on - off) / off of the servers' CPU µs per request (medians):"
+        "Cost of monitoring = (off - mode) / off of req/s, target <= 5 %; CPU: "
+        "(mode - off) / off of the servers' CPU µs per request (medians):"
     )
     print(
         table(
             [
                 "conns",
+                "mode",
                 "cost of medians %",
                 "per round %",
                 "median of rounds %",
-                "CPU µs/req off",
-                "on",
                 "CPU cost %",
             ],
             [
                 [
                     str(row["conns"]),
-                    f"{row['cost_pct']:+.1f}",
-                    " ".join(f"{c:+.1f}" for c in row["cost_pct_by_round"]),
-                    f"{row['cost_pct_round_median']:+.1f}",
-                    f"{row['off']['cpu_us_median']:.0f}",
-                    f"{row['on']['cpu_us_median']:.0f}",
-                    f"{row['cpu_cost_pct']:+.1f}",
+                    mode,
+                    f"{cost['cost_pct']:+.1f}",
+                    " ".join(f"{c:+.1f}" for c in cost["cost_pct_by_round"]),
+                    f"{cost['cost_pct_round_median']:+.1f}",
+                    f"{cost['cpu_cost_pct']:+.1f}",
                 ]
                 for row in result["summary"]
+                for mode, cost in row["costs"].items()
             ],
-            left=1,
+            left=2,
         )
     )
     writer = result.get("writer")
@@ -401,17 +482,18 @@ def report_onoff(result: dict) -> None:
             f"In process, per event ({writer['events']:,} events): record() "
             f"{writer['record_us']:.2f} µs on the request; writer flush "
             f"{writer['flush_cpu_us']:.1f} µs CPU ({writer['flush_wall_us']:.1f}"
-            " µs wall) in the background thread (Prometheus, rows, SQLite insert)"
+            " µs wall) in the background thread (Prometheus, rows, SQLite insert, "
+            "as the on-local mode does it)"
         )
-    counted = result.get("prometheus_predictions_on")
-    print(
-        f"Events stored by the monitoring-on server: "
-        f"{result['events_stored_on']:,}; its Prometheus "
-        "mlserving_predictions_total: "
-        + ("n/a" if counted is None else f"{counted:,.0f}")
-        + f"; wrk counted {result['requests_measured_on']:,} in the measured "
-        "runs (warm-ups come on top)"
-    )
+    for mode, seen in result["events"].items():
+        counted = seen["prometheus"]
+        print(
+            f"Events stored by the {mode} servers: {seen['stored']:,}; their "
+            "Prometheus mlserving_predictions_total: "
+            + ("n/a" if counted is None else f"{counted:,.0f}")
+            + f"; wrk counted {seen['measured']:,} in the measured runs "
+            "(warm-ups come on top)"
+        )
 
 
 # --- 2. rollups ---------------------------------------------------------------
@@ -1455,6 +1537,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--workers", type=int, default=2, help="granian workers (2)")
     parser.add_argument(
+        "--modes",
+        default="off,on",
+        help="part 1's modes, off first: off, on (with the ingest process), "
+        "on-local (writer threads insert themselves); default off,on",
+    )
+    parser.add_argument(
         "--rounds",
         type=int,
         help="on/off rounds; even numbers balance the order (4; --quick 2)",
@@ -1525,6 +1613,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = set(args.part_list) - set(PARTS)
     if unknown or not args.part_list:
         parser.error(f"--parts takes {', '.join(PARTS)}")
+    args.onoff_modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if (
+        set(args.onoff_modes) - set(ONOFF_MODES)
+        or args.onoff_modes[:1] != ["off"]
+        or len(args.onoff_modes) < 2
+        or len(set(args.onoff_modes)) != len(args.onoff_modes)
+    ):
+        parser.error(f"--modes: off first, then some of {', '.join(ONOFF_MODES)}")
     if min(args.rounds, args.seconds, args.events, args.probes, args.workers) < 1:
         parser.error("counts must be at least 1")
     for url in args.database_url:

@@ -276,6 +276,13 @@ MONITORING = {
     "WS_PORT": env.int("WS_PORT", 8001),
     # The background writer thread; tests write synchronously instead.
     "EVENT_WRITER_THREAD": True,
+    # Unix socket of this host's event ingest process (`manage.py
+    # ingest_events`, started by run.sh): writers hand it their batches and
+    # it does the database writes, out of the web processes. When nothing
+    # listens there a writer inserts its batches itself. Blank: always.
+    "EVENT_INGEST_SOCKET": env.str(
+        "EVENT_INGEST_SOCKET", default=str(VAR_DIR / "run" / "ingest.sock")
+    ),
 }
 
 # Prometheus counters are shared by every process of this deployment

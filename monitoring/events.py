@@ -4,8 +4,9 @@
 in-process buffer (a few microseconds, no I/O) and returns; the request
 never waits on the database. A background thread in each process drains
 the buffer every EVENT_FLUSH_INTERVAL seconds (sooner once EVENT_BATCH_SIZE are waiting),
-counts each event in the Prometheus metrics, and writes the batch to the
-database. When the database is unreachable the thread keeps the batch and
+counts each event in the Prometheus metrics, and hands the batch to the
+host's ingest process (monitoring/ingest.py), which writes it to the
+database; when none listens, the thread writes the batch itself. When the database is unreachable the thread keeps the batch and
 retries with backoff; the buffer holds up to EVENT_BUFFER_SIZE events in
 all, and what arrives past that is dropped and counted (never silently).
 At interpreter exit the thread writes what it still holds.
@@ -29,6 +30,7 @@ from django.db import DatabaseError, connection, transaction
 
 from mlserving.conf import monitoring_settings
 from monitoring import prometheus
+from monitoring.ingest import IngestClient, IngestFailed, IngestUnavailable, socket_path
 from monitoring.models import PredictionEvent
 
 logger = logging.getLogger(__name__)
@@ -245,7 +247,9 @@ class EventWriter:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._ingest = IngestClient(socket_path())
         self.dropped = 0
+        self.ingested = 0
         self.written = 0
         self.failures = 0
         self.last_error: str | None = None
@@ -286,6 +290,8 @@ class EventWriter:
             "pid": self._pid,
             "buffered": self.buffered,
             "written": self.written,
+            # of which the ingest process wrote (the rest, this process)
+            "via_ingest": self.ingested,
             "dropped": self.dropped,
             "write_failures": self.failures,
             "last_error": self.last_error,
@@ -317,6 +323,7 @@ class EventWriter:
                 else min(MAX_BACKOFF_SECONDS, max(0.25, backoff * 2))
             )
         self.flush()
+        self._ingest.close()
         connection.close()
 
     def _drain(self) -> None:
@@ -333,10 +340,12 @@ class EventWriter:
         prometheus.buffered(len(pending))
 
     def flush(self) -> bool:
-        """Write everything buffered; False if the database refused (the
-        events stay pending for the next try)."""
+        """Write everything buffered: through the ingest process when one
+        listens, else here. False if the database refused (the events stay
+        pending for the next try)."""
         self._drain()
         batch_size = monitoring_settings.EVENT_BATCH_SIZE
+        remote = True
         while self._pending:
             try:
                 if self._uncertain:
@@ -347,8 +356,17 @@ class EventWriter:
                         continue
                 batch = self._pending[:batch_size]
                 self._uncertain = len(batch)
-                events_insert(batch)
+                if remote and self._insert_remote(batch):
+                    self.ingested += len(batch)
+                else:
+                    events_insert(batch)
                 self._uncertain = 0
+            except IngestFailed as exc:
+                # In doubt: checked against the table at the next turn,
+                # then written here for the rest of this flush.
+                logger.warning("event ingest failed, writing here: %s", exc)
+                remote = False
+                continue
             except DatabaseError as exc:
                 self.failures += 1
                 if self.last_error is None:
@@ -363,6 +381,15 @@ class EventWriter:
                 logger.warning("event writes resumed")
                 self.last_error = None
         self.last_flush_at = time.time()
+        return True
+
+    def _insert_remote(self, batch: list[tuple]) -> bool:
+        """Whether the ingest process stored the batch; False when none
+        listens (nothing was sent)."""
+        try:
+            self._ingest.insert(batch)
+        except IngestUnavailable:
+            return False
         return True
 
     def close(self, timeout: float = 10.0) -> None:

@@ -1,6 +1,6 @@
 """Which processes of this deployment run on this host, by role.
 
-Each process registers itself once at start (web, ws, worker, beat, redis)
+Each process registers itself once at start (web, ws, ingest, worker, beat, redis)
 with a small file under VAR_DIR/run/roles; the system sampler reads them to
 report the RSS of each role. Files of dead processes are removed when
 found.

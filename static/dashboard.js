@@ -934,7 +934,7 @@
     ["memory_percent", "memory", "#d97706"],
     ["disk_percent", "disk", "#059669"],
   ];
-  const ROLES = ["web", "ws", "worker", "beat", "redis"];
+  const ROLES = ["web", "ws", "ingest", "worker", "beat", "redis"];
 
   function renderSystem(c) {
     const hosts = [...new Set(dashboard.system.map((s) => s.host))].sort();

@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -61,6 +62,54 @@ def start_celery(tmp_path):
 
     def start(kind: str, env: dict) -> CeleryProcess:
         process = CeleryProcess(kind, env, tmp_path / f"celery-{kind}.log").start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+class IngestProcess(CeleryProcess):
+    """`manage.py ingest_events`, the Procfile's ingest process, in its own
+    session; ready once its socket answers."""
+
+    def __init__(self, env: dict, log: Path):
+        super().__init__("ingest", env, log)
+        self.socket = Path(env["VAR_DIR"]) / "run" / "ingest.sock"
+
+    def start(self, timeout: float = 30.0) -> "IngestProcess":
+        log = open(self.log_path, "a")
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "ingest_events"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(self.log_path.read_text())
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(str(self.socket))
+                return self
+            except OSError:
+                time.sleep(0.05)
+            finally:
+                probe.close()
+        self.stop()
+        raise RuntimeError(f"ingest did not start:\n{self.log_path.read_text()}")
+
+
+@pytest.fixture
+def start_ingest(tmp_path):
+    started: list[IngestProcess] = []
+
+    def start(env: dict) -> IngestProcess:
+        process = IngestProcess(env, tmp_path / "ingest.log").start()
         started.append(process)
         return process
 

@@ -5,6 +5,7 @@ predictions -> event writer thread -> PredictionEvent rows -> beat ->
 rollup task on the worker -> MetricRollup rows -> channel layer -> the
 websocket consumer -> a client."""
 
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -80,12 +81,16 @@ class Load:
 
 
 @pytest.fixture
-def stack(two_versions, server_env, redis_service, start_server, start_celery):
-    """web (2 processes), ws, worker and beat on one database and Redis."""
+def stack(
+    two_versions, server_env, redis_service, start_server, start_celery, start_ingest
+):
+    """The Procfile's processes: web (2 processes), ws, ingest, worker and
+    beat, on one database and Redis."""
     schedules_ensure()  # transactional tests start from empty tables
 
     def start(**overrides):
         env = {**server_env, **{k: str(v) for k, v in overrides.items()}}
+        start_ingest(env)
         web = start_server(workers=2, **overrides)
         ws = start_server(asgi=True, **overrides)
         worker = start_celery("worker", env)
@@ -212,3 +217,42 @@ def test_prometheus_counts_every_request_to_a_two_process_server(
     assert prometheus_total(again.url) == sent
     errors = PredictionEvent.objects.exclude(outcome="ok").count()
     assert errors == 40
+
+
+def test_ingest_process_killed_under_load_loses_and_doubles_nothing(
+    two_versions, server_env, start_server, start_ingest
+):
+    ingest = start_ingest(server_env)
+    web = start_server(workers=2)
+    load = Load(web.url, threads=8)
+    versions = ["v1.0"] * 6_000
+
+    load.send(versions[:2_000])
+    # each worker's writer has connected and handed batches over
+    assert wait_until(
+        lambda: (
+            httpx.get(f"{web.url}/health", timeout=5).json()["events"]["via_ingest"] > 0
+        ),
+        10,
+    )
+    # SIGKILL while batches are in flight: some may be committed without
+    # their answer; the writers fall back to inserting themselves
+    killer = threading.Timer(0.5, ingest.kill)
+    killer.start()
+    load.send(versions[2_000:4_000])
+    killer.join()
+    assert ingest.socket.exists()  # a killed process leaves its socket file
+    again = start_ingest(server_env)  # takes over the stale socket file
+    load.send(versions[4_000:])
+    web.stop()  # exit flush
+    again.stop()
+
+    assert load.statuses == {200: 6_000}
+    assert PredictionEvent.objects.count() == 6_000
+    assert PredictionEvent.objects.values("request_id").distinct().count() == 6_000
+    # the restarted process took batches again (the first was SIGKILLed
+    # and wrote no closing line)
+    stored = re.findall(
+        r"ingest: stopped; (\d+) events stored", again.log_path.read_text()
+    )
+    assert len(stored) == 1 and int(stored[0]) > 0, stored
