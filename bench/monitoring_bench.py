@@ -35,9 +35,9 @@ and artifacts/ are never touched):
    sum(MetricRollup.count) and sum(errors) are checked against what was
    inserted.
 3. Prediction to dashboard. The whole stack (granian web, uvicorn ws,
-   Celery worker and beat, the embedded Redis on a socket in the temp dir,
-   ROLLUP_INTERVAL=2, DEBUG on so an anonymous websocket may watch), a
-   websocket client on /ws/metrics/, then ``--probes`` single predictions
+   the ingest process, Celery worker and beat, the embedded Redis on a
+   socket in the temp dir, ROLLUP_INTERVAL=2, DEBUG on so an anonymous
+   websocket may watch), a websocket client on /ws/metrics/, then ``--probes`` single predictions
    at random moments of the rollup interval, each with its own
    X-Request-ID: the time from sending it until a ``rollups`` message
    whose row for that version and minute counts it, and when its event
@@ -1249,6 +1249,7 @@ def bench_push(root: Path, args: argparse.Namespace) -> dict:
     web = f"http://{HOST}:{web_port}"
     celery = [str(PYTHON), "-m", "celery", "-A", "mlserving"]
     commands = {
+        "ingest": [str(PYTHON), "manage.py", "ingest_events"],
         "web": pb.granian_command(web_port, args.workers),
         "ws": [
             str(PYTHON),

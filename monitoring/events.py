@@ -292,6 +292,7 @@ class EventWriter:
             "written": self.written,
             # of which the ingest process wrote (the rest, this process)
             "via_ingest": self.ingested,
+            "ingest": self._ingest.state,
             "dropped": self.dropped,
             "write_failures": self.failures,
             "last_error": self.last_error,

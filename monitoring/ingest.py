@@ -45,6 +45,7 @@ FAILED = b"\x01"
 # ingest process would still commit it after the writer wrote it too).
 CONNECT_TIMEOUT_SECONDS = 5.0
 MAX_FRAME_BYTES = 256 * 1024 * 1024
+MAX_SOCKET_PATH_BYTES = 107  # sun_path is 108 bytes with its NUL
 
 
 class IngestUnavailable(Exception):
@@ -77,6 +78,10 @@ class IngestClient:
     def __init__(self, path: Path | None):
         self.path = path
         self._sock: socket.socket | None = None
+        # For /health: "off" (no socket configured), "not used yet",
+        # "connected", "not listening" (the writer inserts itself) or
+        # "failed" (the last batch got no answer or an error).
+        self.state = "not used yet" if path else "off"
 
     def _connect(self) -> socket.socket:
         if self._sock is None:
@@ -88,6 +93,7 @@ class IngestClient:
                 sock.connect(str(self.path))
             except OSError as exc:  # no such file, refused: nobody listens
                 sock.close()
+                self.state = "not listening"
                 raise IngestUnavailable(str(exc)) from exc
             sock.settimeout(None)
             self._sock = sock
@@ -105,15 +111,19 @@ class IngestClient:
             # The process is gone. It may have read part of the batch, not
             # committed it: a transaction needs the whole batch.
             self.close()
+            self.state = "not listening"
             raise IngestUnavailable(str(exc)) from exc
         try:
             status = _recv_exactly(sock, 1)
             if status != OK:
                 (size,) = HEADER.unpack(_recv_exactly(sock, HEADER.size))
+                self.state = "failed"
                 raise IngestFailed(_recv_exactly(sock, size).decode())
         except OSError as exc:  # died after taking the batch
             self.close()
+            self.state = "failed"
             raise IngestFailed(f"no answer from the ingest process: {exc}") from exc
+        self.state = "connected"
 
     def close(self) -> None:
         if self._sock is not None:
@@ -229,6 +239,11 @@ def _failed(message: str) -> bytes:
 def _claim(path: Path) -> None:
     """Remove a stale socket file left by a killed process; refuse to take
     over one that a live process is serving."""
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH_BYTES:
+        raise RuntimeError(
+            f"{path} is too long for a unix socket ({MAX_SOCKET_PATH_BYTES} "
+            "bytes at most): set EVENT_INGEST_SOCKET to a shorter path"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
         return

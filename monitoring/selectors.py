@@ -326,6 +326,7 @@ def pipeline_status(*, writer_stats: dict) -> dict:
         "events_written_here": writer_stats["written"],
         "events_dropped_here": writer_stats["dropped"],
         "event_write_error": writer_stats["last_error"],
+        "event_ingest": writer_stats["ingest"],
         "pid": os.getpid(),
     }
 

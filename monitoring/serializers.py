@@ -77,6 +77,14 @@ class PipelineSerializer(serializers.Serializer):
         "(all processes: mlserving_events_dropped_total in /metrics/prometheus)."
     )
     event_write_error = serializers.CharField(allow_null=True)
+    event_ingest = serializers.ChoiceField(
+        choices=["off", "not used yet", "connected", "not listening", "failed"],
+        help_text="This process's link to the host's ingest process: "
+        "'connected' (it writes the events), 'not listening' (this process "
+        "inserts them itself), 'failed' (the last batch got no answer or an "
+        "error; it was checked and written here), 'off' (EVENT_INGEST_SOCKET "
+        "is blank).",
+    )
     pid = serializers.IntegerField()
 
 

@@ -84,6 +84,7 @@ def test_the_writer_hands_its_batches_to_the_ingest_process(serve, writer):
     assert server.stored == 1_200
     assert writer.stats()["via_ingest"] == 1_200
     assert writer.stats()["written"] == 1_200
+    assert writer.stats()["ingest"] == "connected"
     assert sorted(stored_ids()) == sorted(f"r{i}" for i in range(1_200))
 
 
@@ -91,6 +92,7 @@ def test_without_an_ingest_process_the_writer_inserts_itself(writer):
     record(writer, make_events(30))
     assert writer.flush() is True
     assert writer.stats()["via_ingest"] == 0
+    assert writer.stats()["ingest"] == "not listening"
     assert PredictionEvent.objects.count() == 30
 
 
@@ -127,6 +129,7 @@ def test_a_refused_batch_is_written_by_the_writer_itself(serve, writer):
     record(writer, make_events(700))
     assert writer.flush() is True
     assert server.failures == 1  # tried once, then not again in this flush
+    assert writer.stats()["ingest"] == "failed"
     assert PredictionEvent.objects.count() == 700
     # the next flush tries the ingest process again
     record(writer, make_events(10, prefix="s"))
@@ -180,6 +183,11 @@ def test_a_second_ingest_process_is_refused_and_a_stale_socket_is_taken_over(
     finally:
         server.server_close()
     assert not stale.exists()
+
+
+def test_a_socket_path_too_long_for_unix_sockets_is_refused_clearly(tmp_path):
+    with pytest.raises(RuntimeError, match="too long for a unix socket"):
+        IngestServer(tmp_path / ("x" * 120) / "ingest.sock")
 
 
 def test_an_oversized_frame_closes_the_connection(serve, ingest_socket, monkeypatch):

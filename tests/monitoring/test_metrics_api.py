@@ -43,6 +43,7 @@ def test_metrics_per_version_with_latency_percentiles(client, two_versions):
     assert versions["v2.0"]["share"] == pytest.approx(2 / 9, abs=1e-4)
     assert 0.5 <= versions["v2.0"]["avg_confidence"] <= 1
     assert body["pipeline"]["events_written_here"] == 9
+    assert body["pipeline"]["event_ingest"] == "not listening"  # none runs here
     assert body["ab_distribution"] == []
 
 
