@@ -154,9 +154,14 @@ class _Handler(socketserver.BaseRequestHandler):
                 if size > MAX_FRAME_BYTES:
                     logger.warning("refused a %d-byte ingest frame", size)
                     return
-                rows = pickle.loads(_recv_exactly(sock, size))
+                payload = _recv_exactly(sock, size)
             except ConnectionError:
                 return  # the writer's process ended
+            try:
+                rows = pickle.loads(payload)
+            except Exception as exc:  # not a writer's batch: drop the link
+                logger.warning("refused an unreadable ingest frame: %r", exc)
+                return
             answer = self.server.store(rows)
             try:
                 sock.sendall(answer)

@@ -203,3 +203,17 @@ def test_an_oversized_frame_closes_the_connection(serve, ingest_socket, monkeypa
         pass
     client.close()
     assert PredictionEvent.objects.count() == 0
+
+
+def test_an_unreadable_frame_closes_the_connection_and_stores_nothing(
+    serve, ingest_socket
+):
+    server = serve()
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.connect(str(ingest_socket))
+    client.sendall(ingest.HEADER.pack(5) + b"hello")
+    client.settimeout(5)
+    assert client.recv(1) == b""  # closed without an answer
+    client.close()
+    assert server.stored == 0
+    assert PredictionEvent.objects.count() == 0
