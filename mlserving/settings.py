@@ -281,7 +281,10 @@ MONITORING = {
     # it does the database writes, out of the web processes. When nothing
     # listens there a writer inserts its batches itself. Blank: always.
     "EVENT_INGEST_SOCKET": env.str(
-        "EVENT_INGEST_SOCKET", default=str(VAR_DIR / "run" / "ingest.sock")
+        "EVENT_INGEST_SOCKET",
+        default=str(
+            redis_url.short_socket_path(VAR_DIR / "run" / "ingest.sock", "ingest")
+        ),
     ),
 }
 

@@ -3,13 +3,15 @@
 `record()` turns the event into its row tuple and appends it to a bounded
 in-process buffer (a few microseconds, no I/O) and returns; the request
 never waits on the database. A background thread in each process drains
-the buffer every EVENT_FLUSH_INTERVAL seconds (sooner once EVENT_BATCH_SIZE are waiting),
-counts each event in the Prometheus metrics, and hands the batch to the
-host's ingest process (monitoring/ingest.py), which writes it to the
-database; when none listens, the thread writes the batch itself. When the database is unreachable the thread keeps the batch and
-retries with backoff; the buffer holds up to EVENT_BUFFER_SIZE events in
-all, and what arrives past that is dropped and counted (never silently).
-At interpreter exit the thread writes what it still holds.
+the buffer every EVENT_FLUSH_INTERVAL seconds (sooner once
+EVENT_BATCH_SIZE are waiting), counts each event in the Prometheus
+metrics, and hands the batch to the host's ingest process
+(monitoring/ingest.py), which writes it to the database; when none
+listens, the thread writes the batch itself. When the database is
+unreachable the thread keeps the batch and retries with backoff; the
+buffer holds up to EVENT_BUFFER_SIZE events in all, and what arrives past
+that is dropped and counted (never silently). At interpreter exit the
+thread writes what it still holds.
 """
 
 import atexit

@@ -4,9 +4,9 @@ the web processes.
 Each web process's event writer (monitoring/events.py) hands its batches
 of event rows to this process over a unix socket (EVENT_INGEST_SOCKET)
 and waits for the answer; this process inserts them and answers once they
-are committed. Python work in a second thread of a saturated web process
-costs it far more than that work's CPU time, in hand-overs of the GIL
-(bench/README.md); here the writer thread only pickles and sends.
+are committed. The inserts' CPU time, and the GIL they would hold, leave
+the web processes; their writer threads only count, pickle and send
+(measured: bench/README.md).
 
 When no ingest process listens, a writer inserts its batches itself, as
 before; a batch whose answer never came (the process died) is checked
@@ -20,6 +20,7 @@ connection from another user is refused: pickle is for the deployment's
 own processes only.
 """
 
+import contextlib
 import logging
 import os
 import pickle
@@ -33,6 +34,7 @@ from pathlib import Path
 from django.db import DatabaseError, connection, connections
 
 from mlserving.conf import monitoring_settings
+from mlserving.redis_url import MAX_SOCKET_PATH
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +47,13 @@ FAILED = b"\x01"
 # ingest process would still commit it after the writer wrote it too).
 CONNECT_TIMEOUT_SECONDS = 5.0
 MAX_FRAME_BYTES = 256 * 1024 * 1024
-MAX_SOCKET_PATH_BYTES = 107  # sun_path is 108 bytes with its NUL
+
+
+# How a writer's last batch went, for /health and /metrics: "off" (no
+# socket configured), "not used yet", "connected", "not listening" (the
+# writer inserts itself) or "failed" (the last batch got no answer or an
+# error; it was checked and written by the writer).
+STATES = ("off", "not used yet", "connected", "not listening", "failed")
 
 
 class IngestUnavailable(Exception):
@@ -78,10 +86,7 @@ class IngestClient:
     def __init__(self, path: Path | None):
         self.path = path
         self._sock: socket.socket | None = None
-        # For /health: "off" (no socket configured), "not used yet",
-        # "connected", "not listening" (the writer inserts itself) or
-        # "failed" (the last batch got no answer or an error).
-        self.state = "not used yet" if path else "off"
+        self.state = "not used yet" if path else "off"  # one of STATES
 
     def _connect(self) -> socket.socket:
         if self._sock is None:
@@ -142,12 +147,13 @@ class _Handler(socketserver.BaseRequestHandler):
             connections.close_all()  # this thread's database connection
 
     def _serve(self, sock: socket.socket) -> None:
-        uid = struct.unpack(
-            "3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
-        )[2]
-        if uid != os.getuid():
-            logger.warning("refused an ingest connection from uid %s", uid)
-            return
+        if hasattr(socket, "SO_PEERCRED"):  # Linux; elsewhere the 0600 file
+            uid = struct.unpack(
+                "3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+            )[2]
+            if uid != os.getuid():
+                logger.warning("refused an ingest connection from uid %s", uid)
+                return
         while True:
             try:
                 (size,) = HEADER.unpack(_recv_exactly(sock, HEADER.size))
@@ -196,11 +202,17 @@ class IngestServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             if self._stopping:
                 return _failed("the ingest process is stopping")
             self._busy += 1
+        answer = FAILED
         try:
-            return self._store(rows)
+            answer = self._store(rows)
+            return answer
         finally:
-            with self._state:
+            with self._state:  # counts too: one connection thread each
                 self._busy -= 1
+                if answer == OK:
+                    self.stored += len(rows)
+                else:
+                    self.failures += 1
                 self._state.notify_all()
 
     def _store(self, rows: list[tuple]) -> bytes:
@@ -208,20 +220,13 @@ class IngestServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
         serial = connection.vendor == "sqlite"
         try:
-            if serial:
-                self._insert_lock.acquire()
-            try:
+            with self._insert_lock if serial else contextlib.nullcontext():
                 events_insert(rows)
-            finally:
-                if serial:
-                    self._insert_lock.release()
         except DatabaseError as exc:
-            self.failures += 1
             logger.warning("ingest: insert of %d events failed: %s", len(rows), exc)
             if not connection.in_atomic_block:
                 connection.close()  # a broken connection is not reused
             return _failed(str(exc))
-        self.stored += len(rows)
         return OK
 
     def drain(self, timeout: float = 30.0) -> bool:
@@ -244,10 +249,10 @@ def _failed(message: str) -> bytes:
 def _claim(path: Path) -> None:
     """Remove a stale socket file left by a killed process; refuse to take
     over one that a live process is serving."""
-    if len(os.fsencode(path)) > MAX_SOCKET_PATH_BYTES:
+    if len(str(path)) > MAX_SOCKET_PATH:  # only a path set by hand can be
         raise RuntimeError(
-            f"{path} is too long for a unix socket ({MAX_SOCKET_PATH_BYTES} "
-            "bytes at most): set EVENT_INGEST_SOCKET to a shorter path"
+            f"{path} is too long for a unix socket ({MAX_SOCKET_PATH} "
+            "characters at most): set EVENT_INGEST_SOCKET to a shorter path"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():

@@ -2,6 +2,8 @@
 
 from rest_framework import serializers
 
+from monitoring import ingest
+
 
 class HealthSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["healthy", "degraded", "unhealthy"])
@@ -78,7 +80,7 @@ class PipelineSerializer(serializers.Serializer):
     )
     event_write_error = serializers.CharField(allow_null=True)
     event_ingest = serializers.ChoiceField(
-        choices=["off", "not used yet", "connected", "not listening", "failed"],
+        choices=ingest.STATES,
         help_text="This process's link to the host's ingest process: "
         "'connected' (it writes the events), 'not listening' (this process "
         "inserts them itself), 'failed' (the last batch got no answer or an "

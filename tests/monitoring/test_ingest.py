@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from mlserving.redis_url import short_socket_path
 from monitoring import ingest
 from monitoring.events import Event, EventWriter
 from monitoring.ingest import IngestServer
@@ -109,7 +110,6 @@ class Refuses(IngestServer):
     """Rolls back every batch (the database refused it)."""
 
     def _store(self, rows):
-        self.failures += 1
         return ingest._failed("database is locked")
 
 
@@ -183,6 +183,22 @@ def test_a_second_ingest_process_is_refused_and_a_stale_socket_is_taken_over(
     finally:
         server.server_close()
     assert not stale.exists()
+
+
+def test_a_deep_var_dir_gets_a_short_socket_path_that_binds(tmp_path):
+    deep = tmp_path / ("d" * 120) / "run" / "ingest.sock"
+    path = short_socket_path(deep, "ingest")
+    assert len(str(path)) <= 100
+    assert path.name.startswith("mlserving-ingest-")
+    # stable for one VAR_DIR, distinct for another
+    assert short_socket_path(deep, "ingest") == path
+    assert short_socket_path(tmp_path / ("e" * 120) / "x.sock", "ingest") != path
+    server = IngestServer(path)
+    server.server_close()
+    assert not path.exists()
+    # a path that is short already stays where it was
+    short = tmp_path / "a.sock"
+    assert short_socket_path(short, "ingest") == short.resolve()
 
 
 def test_a_socket_path_too_long_for_unix_sockets_is_refused_clearly(tmp_path):

@@ -14,11 +14,13 @@ import pytest
 import websockets.exceptions
 from websockets.sync.client import connect
 
+from mlserving.redis_url import short_socket_path
 from tests.conftest import ROOT
 
 
 class CeleryProcess:
-    """`celery worker` or `celery beat`, in its own session so that a
+    """`celery worker` or `celery beat` (or, subclassed, another of the
+    Procfile's processes), in its own session so that a
     SIGKILL reaches the whole process tree at once (as the OOM killer or a
     container runtime would)."""
 
@@ -26,14 +28,17 @@ class CeleryProcess:
         self.kind, self.env, self.log_path = kind, env, log
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> "CeleryProcess":
+    def command(self) -> list[str]:
         args = [sys.executable, "-m", "celery", "-A", "mlserving", self.kind]
         args += ["--loglevel", "INFO"]
         if self.kind == "worker":
             args += ["--concurrency", "2", "--without-gossip", "--without-mingle"]
+        return args
+
+    def start(self) -> "CeleryProcess":
         log = open(self.log_path, "a")
         self.process = subprocess.Popen(
-            args,
+            self.command(),
             cwd=ROOT,
             env=self.env,
             stdout=log,
@@ -76,18 +81,16 @@ class IngestProcess(CeleryProcess):
 
     def __init__(self, env: dict, log: Path):
         super().__init__("ingest", env, log)
-        self.socket = Path(env["VAR_DIR"]) / "run" / "ingest.sock"
+        # where settings put it for this VAR_DIR
+        self.socket = short_socket_path(
+            Path(env["VAR_DIR"]) / "run" / "ingest.sock", "ingest"
+        )
+
+    def command(self) -> list[str]:
+        return [sys.executable, "manage.py", "ingest_events"]
 
     def start(self, timeout: float = 30.0) -> "IngestProcess":
-        log = open(self.log_path, "a")
-        self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "ingest_events"],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        super().start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -228,7 +228,7 @@ def test_ingest_process_killed_under_load_loses_and_doubles_nothing(
     versions = ["v1.0"] * 6_000
 
     load.send(versions[:2_000])
-    # each worker's writer has connected and handed batches over
+    # a writer has connected and handed batches over
     assert wait_until(
         lambda: (
             httpx.get(f"{web.url}/health", timeout=5).json()["events"]["via_ingest"] > 0
