@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Sets up and runs the tests (and ruff). Needs only python3.11.
+# Sets up and runs the tests, ruff and the import-linter contracts.
+# Needs only python3.11.
 # Uses the embedded defaults (SQLite, the project's own Redis) unless
 # DATABASE_URL / REDIS_URL point elsewhere. Extra arguments go to pytest.
 set -euo pipefail
@@ -12,4 +13,6 @@ scripts/ensure_chromium.sh
 
 ruff check .
 ruff format --check .
+# the layers of .importlinter (README, Architecture)
+lint-imports --no-cache
 exec python -m pytest "$@"

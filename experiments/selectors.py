@@ -1,6 +1,6 @@
-"""Reads of experiments: the running experiments for the catalog, and the
-status, arm figures and statistics that /ab-test/status, the admin and the
-dashboard show."""
+"""Reads of experiments: the running experiments for the serving catalog,
+and the status, arm figures and statistics that /ab-test/status, the admin
+and the dashboard show."""
 
 import logging
 import math
@@ -9,20 +9,19 @@ from datetime import datetime, timedelta
 import orjson
 
 from experiments import statistics
-from experiments.models import AuditEntry, Experiment
-from experiments.routing import (
+from experiments.entries import (
     HASH,
     WEIGHTED,
-    ArmEntry,
-    ExperimentEntry,
-    ShadowEntry,
+    ServingArm,
+    ServingExperiment,
+    ServingShadow,
     effective_shares,
 )
+from experiments.models import AuditEntry, Experiment
 from experiments.strategies import HashAssigner, WeightedDraw
 from monitoring.events import SHADOW_ARM
 from monitoring.models import MetricRollup
 from monitoring.selectors import RollupTotals
-from registry.catalog import VersionEntry
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +50,9 @@ def experiment_get_current(*, model_name: str) -> Experiment | None:
     )
 
 
-def _entry(experiment: Experiment, versions: dict[int, VersionEntry]):
+def _serving(experiment: Experiment, version_ids: set[int]) -> ServingExperiment | None:
     variants = list(experiment.variants.all())
-    if not variants or any(v.version_id not in versions for v in variants):
+    if not variants or any(v.version_id not in version_ids for v in variants):
         return None
     shares = effective_shares(
         weights=[current_weight(experiment, v) for v in variants],
@@ -62,9 +61,9 @@ def _entry(experiment: Experiment, versions: dict[int, VersionEntry]):
     total = sum(shares) or 1.0
     shares = [s / total for s in shares]
     arms = tuple(
-        ArmEntry(
+        ServingArm(
             name=v.version.version,
-            version=versions[v.version_id],
+            version_id=v.version_id,
             weight=v.weight,
             share=share,
             paused=v.paused,
@@ -79,11 +78,11 @@ def _entry(experiment: Experiment, versions: dict[int, VersionEntry]):
     else:
         draw = WeightedDraw(shares)
     shadows = tuple(
-        ShadowEntry(version=versions[s.version_id], fraction=s.mirror_percent / 100)
+        ServingShadow(version_id=s.version_id, fraction=s.mirror_percent / 100)
         for s in experiment.shadows.all()
-        if s.version_id in versions and s.mirror_percent > 0
+        if s.version_id in version_ids and s.mirror_percent > 0
     )
-    return ExperimentEntry(
+    return ServingExperiment(
         id=experiment.id,
         name=experiment.name,
         model=experiment.model.name,
@@ -96,10 +95,11 @@ def _entry(experiment: Experiment, versions: dict[int, VersionEntry]):
     )
 
 
-def experiment_entries(*, versions: dict[int, VersionEntry]) -> dict:
-    """The running experiment of each model, ready for routing, by model
-    name. An experiment that cannot be built (a broken layout) is logged
-    and left out: its model serves by alias rather than failing."""
+def experiments_serving(*, version_ids: set[int]) -> dict[str, ServingExperiment]:
+    """The running experiment of each model, ready for assignment, by model
+    name; `version_ids` are the versions the caller knows. An experiment
+    that cannot be built (a broken layout) is logged and left out: its
+    model serves by alias rather than failing."""
     running = (
         Experiment.objects.filter(status=Experiment.Status.RUNNING)
         .select_related("model")
@@ -108,7 +108,7 @@ def experiment_entries(*, versions: dict[int, VersionEntry]) -> dict:
     entries = {}
     for experiment in running:
         try:
-            entry = _entry(experiment, versions)
+            entry = _serving(experiment, version_ids)
         except (ValueError, KeyError, TypeError):
             logger.exception("experiment %s cannot be routed", experiment.name)
             continue

@@ -1,6 +1,4 @@
-"""Request and response shapes of /ab-test/* and /feedback."""
-
-import math
+"""Request and response shapes of /ab-test/*."""
 
 from rest_framework import serializers
 
@@ -99,43 +97,3 @@ class AbTestStatusSerializer(serializers.Serializer):
         required=False,
         help_text="Recorded changes of the experiment, newest first.",
     )
-
-
-class FeedbackRequestSerializer(serializers.Serializer):
-    request_id = serializers.CharField(
-        max_length=64, help_text="The request_id of the prediction."
-    )
-    converted = serializers.BooleanField(required=False, allow_null=True)
-    reward = serializers.FloatField(required=False, allow_null=True)
-    true_label = serializers.JSONField(
-        required=False,
-        allow_null=True,
-        help_text="The true class (string or integer) of a one-row prediction.",
-    )
-
-    def validate_reward(self, value):
-        if value is not None and not math.isfinite(value):
-            raise serializers.ValidationError("reward must be a finite number.")
-        return value
-
-    def validate_true_label(self, value):
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, (str, int)):
-            raise serializers.ValidationError("true_label must be a string or integer.")
-        if len(str(value)) > 100:
-            raise serializers.ValidationError("true_label has at most 100 characters.")
-        return value
-
-
-class FeedbackResponseSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=["recorded", "updated", "unchanged"])
-    request_id = serializers.CharField()
-    converted = serializers.BooleanField(allow_null=True)
-    reward = serializers.FloatField(allow_null=True)
-    true_label = serializers.CharField(allow_null=True)
-    correct = serializers.BooleanField(allow_null=True)
-    model = serializers.CharField()
-    model_version = serializers.CharField()
-    experiment = serializers.CharField(allow_null=True)
-    arm = serializers.CharField(allow_null=True)

@@ -1,4 +1,4 @@
-"""The seed's /ab-test/status and /ab-test/configure, and /feedback."""
+"""The seed's /ab-test/status and /ab-test/configure."""
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
@@ -8,11 +8,8 @@ from experiments import selectors, services
 from experiments.serializers import (
     AbTestConfigureSerializer,
     AbTestStatusSerializer,
-    FeedbackRequestSerializer,
-    FeedbackResponseSerializer,
 )
 from mlserving.openapi import error_responses
-from monitoring import feedback
 from registry import selectors as registry_selectors
 
 MODEL_PARAM = OpenApiParameter(
@@ -75,32 +72,4 @@ class AbTestConfigureApi(APIView):
         )
         return Response(
             selectors.experiment_status(model_name=model.name, history=True)
-        )
-
-
-class FeedbackApi(APIView):
-    @extend_schema(
-        operation_id="feedback",
-        summary="Report a conversion, reward or true label for a prediction",
-        description=(
-            "Idempotent per request_id: the same feedback again is "
-            "`unchanged`; a field not sent before is merged (`updated`); a "
-            "contradicting value is 409. It counts towards accuracy and "
-            "conversion of the prediction's version and arm at the next "
-            "rollup."
-        ),
-        request=FeedbackRequestSerializer,
-        responses={
-            200: FeedbackResponseSerializer,
-            201: FeedbackResponseSerializer,
-            **error_responses(400, 401, 404, 409, 413, 422),
-        },
-    )
-    def post(self, request):
-        serializer = FeedbackRequestSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        result = feedback.feedback_record(**serializer.validated_data)
-        return Response(
-            feedback.feedback_dict(result),
-            status=201 if result.status == "recorded" else 200,
         )

@@ -14,9 +14,9 @@ from channels.security.websocket import (  # noqa: E402
     AllowedHostsOriginValidator,
 )
 
+from mlserving.dataplane.serving import warmup_in_background  # noqa: E402
 from mlserving.routing import websocket_urlpatterns  # noqa: E402
 from monitoring.roles import role_register  # noqa: E402
-from registry.serving import warmup_in_background  # noqa: E402
 
 role_register("ws")
 # The ASGI process serves the HTTP routes too: load the active versions.

@@ -75,8 +75,16 @@ class PayloadTooLarge(ApplicationError):
 
 
 class Overloaded(ApplicationError):
-    status_code = 429
+    """Past the admission limit: retry after `retry_after` seconds."""
+
+    status_code = 503
     code = "overloaded"
+    retry_after = 1
+
+
+class BodyTimeout(ApplicationError):
+    status_code = 408
+    code = "body_timeout"
 
 
 class RequestTimeout(ApplicationError):

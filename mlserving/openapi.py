@@ -31,9 +31,12 @@ _DESCRIPTIONS = {
     "`feature_count_mismatch`) or an artifact that fails its integrity or "
     "load check (`artifact_integrity_error`, `artifact_missing`, "
     "`artifact_load_failed`).",
-    429: "MAX_CONCURRENT_REQUESTS reached in this process (`overloaded`).",
+    408: "The request body did not arrive within REQUEST_BODY_TIMEOUT "
+    "(`body_timeout`).",
     500: "Unexpected server error (`internal_error`); logged with the request id.",
-    503: "A batch ran past REQUEST_TIMEOUT (`request_timeout`).",
+    503: "The process already runs MAX_CONCURRENT_REQUESTS requests "
+    "(`overloaded`, with a Retry-After header), or a batch ran past "
+    "REQUEST_TIMEOUT (`request_timeout`).",
 }
 
 _EXAMPLE = OpenApiExample(

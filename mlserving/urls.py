@@ -10,14 +10,16 @@ from drf_spectacular.views import (
     SpectacularSwaggerView,
 )
 
-from experiments.views import AbTestConfigureApi, AbTestStatusApi, FeedbackApi
-from monitoring.views import DashboardView, HealthApi, MetricsApi, PrometheusApi
-from registry.views import (
-    ModelActivateApi,
-    ModelRollbackApi,
-    ModelsApi,
-    PredictApi,
+from experiments.views import AbTestConfigureApi, AbTestStatusApi
+from mlserving.dataplane.views import PredictApi
+from monitoring.views import (
+    DashboardView,
+    FeedbackApi,
+    HealthApi,
+    MetricsApi,
+    PrometheusApi,
 )
+from registry.views import ModelActivateApi, ModelRollbackApi, ModelsApi
 
 handler400 = "mlserving.errors.bad_request"
 handler403 = "mlserving.errors.permission_denied"

@@ -3,9 +3,9 @@ from django.db.models.signals import post_migrate
 
 
 def _ensure_schedules(sender, using="default", **kwargs) -> None:
-    from monitoring.schedules import schedules_ensure
+    from monitoring.schedules import monitoring_schedules_ensure
 
-    schedules_ensure()
+    monitoring_schedules_ensure()
 
 
 class MonitoringConfig(AppConfig):

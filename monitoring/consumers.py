@@ -1,10 +1,14 @@
 """The dashboard's websocket: join the metrics group, send the snapshot,
-forward broadcasts. Staff only, or anyone while DEBUG is on."""
+forward broadcasts. Staff only, or anyone while DEBUG is on.
+
+An edge: the snapshot is monitoring's rollups and samples plus the
+experiments' status, composed here."""
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
+from experiments.selectors import experiments_overview
 from monitoring import selectors
 from monitoring.broadcast import metrics_group
 
@@ -20,6 +24,14 @@ def may_watch(user) -> bool:
     return bool(user and user.is_active and user.is_staff)
 
 
+def dashboard_snapshot() -> dict:
+    """What a dashboard gets when it connects."""
+    return {
+        **selectors.metrics_snapshot(),
+        "experiments": experiments_overview(),
+    }
+
+
 class MetricsConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self):
         if not may_watch(self.scope.get("user")):
@@ -28,7 +40,7 @@ class MetricsConsumer(AsyncJsonWebsocketConsumer):
             return
         await self.channel_layer.group_add(metrics_group(), self.channel_name)
         await self.accept()
-        await self.send_json(await database_sync_to_async(selectors.metrics_snapshot)())
+        await self.send_json(await database_sync_to_async(dashboard_snapshot)())
 
     async def disconnect(self, code):
         await self.channel_layer.group_discard(metrics_group(), self.channel_name)

@@ -15,221 +15,32 @@ thread writes what it still holds.
 """
 
 import atexit
-import functools
-import itertools
 import logging
 import multiprocessing.util
 import os
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
-from datetime import UTC, datetime
 
-import numpy as np
-import orjson
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection
 
 from mlserving.conf import monitoring_settings
 from monitoring import prometheus
+from monitoring.event_store import (
+    SHADOW_ARM,
+    Event,
+    batch_stored,
+    events_insert,
+    timestamp_adapter,
+    to_row,
+)
 from monitoring.ingest import IngestClient, IngestFailed, IngestUnavailable, socket_path
-from monitoring.models import PredictionEvent
 
 logger = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 5.0
-# The arm of a shadow prediction's event (experiments/shadow.py): a
-# mirrored copy, not a request anyone made.
-SHADOW_ARM = "shadow"
 
-
-@dataclass(slots=True)
-class Event:
-    created: float  # time.time() at arrival
-    request_id: str
-    model: str
-    version: str
-    latency_ms: float
-    outcome: str  # "ok" or the error code
-    status_code: int
-    labels: np.ndarray | None = None
-    proba: np.ndarray | None = None
-    experiment: str = ""
-    arm: str = ""
-    subject_key: str = ""
-    cached: bool = False
-    features: np.ndarray | None = None
-    # Shadow predictions (experiments/shadow.py).
-    shadow: bool = False
-    agreed_rows: int | None = None
-    primary_latency_ms: float | None = None
-
-
-def _class_key(label) -> str:
-    return str(label.item() if isinstance(label, np.generic) else label)
-
-
-_COLUMNS = (
-    "request_id",
-    "created_at",
-    "model",
-    "version",
-    "experiment",
-    "arm",
-    "latency_ms",
-    "outcome",
-    "status_code",
-    "rows",
-    "predicted_class",
-    "class_counts",
-    "confidence",
-    "subject_key",
-    "cached",
-    "features",
-    "shadow",
-    "agreed_rows",
-    "primary_latency_ms",
-)
-# Positions in a row that Prometheus counts by.
-EVENT_MODEL = _COLUMNS.index("model")
-EVENT_VERSION = _COLUMNS.index("version")
-EVENT_ARM = _COLUMNS.index("arm")
-EVENT_OUTCOME = _COLUMNS.index("outcome")
-EVENT_LATENCY = _COLUMNS.index("latency_ms")
-EVENT_ROWS = _COLUMNS.index("rows")
-
-
-_second: tuple[int, str] = (-1, "")
-
-
-def _sqlite_time(ts: float) -> str:
-    """time.time() -> "YYYY-MM-DD HH:MM:SS.ffffff" UTC, as Django stores
-    datetimes in SQLite (it drops ".000000"; strings with and without it
-    sort the same way against Django's own). The date part is formatted
-    once per second: formatting a datetime costs 5 µs, most of record()."""
-    global _second
-    second, micro = divmod(int(ts * 1_000_000), 1_000_000)
-    cached, prefix = _second
-    if cached != second:
-        prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%d %H:%M:%S")
-        _second = (second, prefix)
-    return f"{prefix}.{micro:06d}"
-
-
-def _aware_time(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
-
-
-def _timestamp_adapter():
-    """time.time() -> the created_at parameter: an aware datetime, or for
-    SQLite the naive UTC string Django itself would store (its adapter
-    costs a few µs per call, mostly looking up the connection)."""
-    return _sqlite_time if connection.vendor == "sqlite" else _aware_time
-
-
-def to_row(event: Event, adapt_time) -> tuple:
-    """The column values of an event, in _COLUMNS order."""
-    labels, proba = event.labels, event.proba
-    rows = 0 if labels is None else len(labels)
-    predicted, class_counts, confidence = "", None, None
-    if rows == 1:
-        predicted = _class_key(labels[0])
-        if proba is not None:
-            confidence = max(proba[0].tolist())
-    elif rows > 1:
-        keys, counts = np.unique(labels, return_counts=True)
-        class_counts = orjson.dumps(
-            {_class_key(k): int(c) for k, c in zip(keys, counts, strict=True)}
-        ).decode()
-        if proba is not None:
-            confidence = float(proba.max(axis=1).mean())
-    features = None
-    if event.features is not None:
-        features = orjson.dumps(event.features.tolist()).decode()
-    return (
-        event.request_id,
-        adapt_time(event.created),
-        event.model,
-        event.version,
-        event.experiment,
-        event.arm,
-        event.latency_ms,
-        event.outcome,
-        event.status_code,
-        rows,
-        predicted,
-        class_counts,
-        confidence,
-        event.subject_key,
-        event.cached,
-        features,
-        event.shadow,
-        event.agreed_rows,
-        event.primary_latency_ms,
-    )
-
-
-# SQLite: rows per INSERT statement. sqlite3's executemany steps the
-# statement once per row and hands the GIL over at every step, which a
-# saturated request thread pays for (bench/README.md); one multi-row
-# statement per chunk steps once. Sent through the sqlite3 connection
-# itself: Django's cursor rewrites the placeholders of so long a statement
-# slower than SQLite inserts the rows. 100 rows per statement keeps each
-# GIL-holding bind short (a request waiting for the GIL waits for it).
-INSERT_CHUNK_ROWS = 100
-
-
-@functools.lru_cache(maxsize=8)
-def _insert_sql(vendor: str, rows: int = 1) -> str:
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(c) for c in _COLUMNS)
-    mark = "?" if vendor == "sqlite" else "%s"
-    values = "(" + ", ".join([mark] * len(_COLUMNS)) + ")"
-    return (
-        f"INSERT INTO {quote(PredictionEvent._meta.db_table)} ({columns}) "
-        f"VALUES {', '.join([values] * rows)}"
-    )
-
-
-def events_insert(rows: list[tuple]) -> None:
-    """Insert event rows (from to_row) in one transaction. Raw SQL:
-    building model instances would cost more than everything else the
-    writer does. DatabaseError when the database refuses."""
-    vendor = connection.vendor
-    with transaction.atomic():
-        if vendor != "sqlite":
-            # psycopg pipelines executemany: one round trip per batch.
-            with connection.cursor() as cursor:
-                cursor.executemany(_insert_sql(vendor), rows)
-            return
-        raw = connection.connection  # open: atomic() connected
-        with connection.wrap_database_errors:
-            for start in range(0, len(rows), INSERT_CHUNK_ROWS):
-                chunk = rows[start : start + INSERT_CHUNK_ROWS]
-                raw.execute(
-                    _insert_sql(vendor, len(chunk)),
-                    list(itertools.chain.from_iterable(chunk)),
-                )
-
-
-def batch_stored(rows: list[tuple]) -> bool:
-    """Whether a batch whose insert raised was committed after all (the
-    acknowledgement, not the commit, was lost). A batch is one transaction,
-    so its first row tells: compared with the very values stored."""
-    quote = connection.ops.quote_name
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT 1 FROM {quote(PredictionEvent._meta.db_table)} "
-            f"WHERE {quote('request_id')} = %s AND {quote('created_at')} = %s",
-            rows[0][:2],
-        )
-        return cursor.fetchone() is not None
-
-
-def events_store(events: list[Event]) -> None:
-    """Write events now, in the calling thread (tests, benchmarks)."""
-    adapt_time = _timestamp_adapter()
-    events_insert([to_row(event, adapt_time) for event in events])
+__all__ = ["SHADOW_ARM", "Event", "EventWriter", "events_store", "record", "writer"]
 
 
 class EventWriter:
@@ -276,7 +87,7 @@ class EventWriter:
         # of the GIL (measured: bench/README.md).
         adapt_time = self._adapt_time
         if adapt_time is None:
-            adapt_time = self._adapt_time = _timestamp_adapter()
+            adapt_time = self._adapt_time = timestamp_adapter()
         self._buffer.append(to_row(event, adapt_time))
         if self._thread is None and monitoring_settings.EVENT_WRITER_THREAD:
             self._start()
@@ -411,6 +222,12 @@ class EventWriter:
         self.close()
         with self._lock:
             self._reset_state()
+
+
+def events_store(events: list[Event]) -> None:
+    """Write events now, in the calling thread (tests, benchmarks)."""
+    adapt_time = timestamp_adapter()
+    events_insert([to_row(event, adapt_time) for event in events])
 
 
 writer = EventWriter()

@@ -1,5 +1,7 @@
 """What GET /health reports. The database is required; Redis is only
-reported (predictions never need it)."""
+reported (predictions never need it). The serving state of the process
+(models, what is loaded, what failed) is the data plane's; the view hands
+it in."""
 
 import os
 import time
@@ -10,7 +12,6 @@ from django.db import DatabaseError, connection
 
 from mlserving import redis_url
 from monitoring.events import writer
-from registry import serving
 
 STARTED_AT = time.time()
 
@@ -52,46 +53,31 @@ def _redis() -> dict:
     }
 
 
-def health_report() -> tuple[dict, int]:
+def health_report(*, serving: dict) -> tuple[dict, int]:
     """The report and its HTTP status: 200 when the database answers
     (status "healthy", or "degraded" when a model cannot be served as
-    configured), 503 when it does not."""
+    configured), 503 when it does not. `serving` is the data plane's
+    status (mlserving.dataplane.serving.status())."""
     database = _database()
-    models: dict = {}
-    default = None
     problems = []
-    if database["ok"]:
-        try:
-            snapshot = serving.catalog.snapshot()
-        except DatabaseError as exc:
-            database = {**database, "ok": False, "error": str(exc)}
-        else:
-            default = snapshot.default_model
-            for name, model in snapshot.models.items():
-                active = model.active
-                models[name] = {
-                    "active_version": active.version if active else None,
-                    "active_status": active.status if active else None,
-                }
-                if active is None:
-                    problems.append(f"{name}: no active version")
-                elif not active.servable:
-                    problems.append(f"{name}:{active.version} is {active.status}")
-    failures = [
-        {"version_id": version_id, "code": error.code, "message": error.message}
-        for version_id, error in serving.failures().items()
-    ]
-    if failures:
-        problems.extend(f["message"] for f in failures)
+    models = serving["models"]
+    for name, model in models.items():
+        if model["active_version"] is None:
+            problems.append(f"{name}: no active version")
+        elif model["active_status"] != "ready":
+            problems.append(
+                f"{name}:{model['active_version']} is {model['active_status']}"
+            )
+    problems.extend(failure["message"] for failure in serving["failures"])
     if writer.dropped:
         problems.append(
             f"{writer.dropped} prediction events dropped: the event buffer "
             "was full (is the database reachable?)"
         )
-    loaded = [f"{e.model}:{e.version}" for e in serving.model_cache.loaded()]
     status = "healthy" if not problems else "degraded"
     if not database["ok"]:
         status = "unhealthy"
+    default = serving["default_model"]
     report = {
         "status": status,
         "timestamp": time.time(),
@@ -102,7 +88,7 @@ def health_report() -> tuple[dict, int]:
         "default_model": default,
         "active_version": models.get(default, {}).get("active_version"),
         "models": models,
-        "models_loaded": loaded,
+        "models_loaded": serving["models_loaded"],
         "events": writer.stats(),
         "problems": problems,
     }

@@ -35,6 +35,7 @@ from django.db import DatabaseError, connection, connections
 
 from mlserving.conf import monitoring_settings
 from mlserving.redis_url import MAX_SOCKET_PATH
+from monitoring.event_store import events_insert
 
 logger = logging.getLogger(__name__)
 
@@ -216,8 +217,6 @@ class IngestServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
                 self._state.notify_all()
 
     def _store(self, rows: list[tuple]) -> bytes:
-        from monitoring.events import events_insert
-
         serial = connection.vendor == "sqlite"
         try:
             with self._insert_lock if serial else contextlib.nullcontext():

@@ -22,6 +22,15 @@ from prometheus_client import (
     multiprocess,
 )
 
+from monitoring.event_store import (
+    EVENT_ARM,
+    EVENT_LATENCY,
+    EVENT_MODEL,
+    EVENT_OUTCOME,
+    EVENT_ROWS,
+    EVENT_VERSION,
+)
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 # Seconds. Fine below 10 ms, where most predictions land.
@@ -97,19 +106,10 @@ def _series(key: tuple) -> tuple:
 
 
 def observe(rows) -> None:
-    """Count a drained batch of event rows (monitoring.events.to_row): one
+    """Count a drained batch of event rows (event_store.to_row): one
     increment per series and per histogram bucket touched, instead of one
     per event (each increment writes to a memory-mapped file under a
     lock)."""
-    from monitoring.events import (  # events imports this module
-        EVENT_ARM,
-        EVENT_LATENCY,
-        EVENT_MODEL,
-        EVENT_OUTCOME,
-        EVENT_ROWS,
-        EVENT_VERSION,
-    )
-
     requests: dict[tuple, int] = {}
     predicted: dict[tuple, int] = {}
     latencies: dict[tuple, list[float]] = {}

@@ -14,7 +14,6 @@ from mlserving.errors import ValidationFailed
 from monitoring import stats
 from monitoring.events import SHADOW_ARM, writer
 from monitoring.models import MetricRollup, RollupState, SystemSample
-from registry import serving
 
 _WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -106,10 +105,7 @@ def system_sample_dict(sample: SystemSample) -> dict:
 
 def metrics_snapshot(*, minutes: int | None = None) -> dict:
     """What a dashboard gets when its websocket connects: the last minutes
-    of rollups and system samples, and the experiments."""
-    # experiments.selectors reads rollups through this module
-    from experiments.selectors import experiments_overview
-
+    of rollups and system samples (the consumer adds the experiments)."""
     minutes = minutes or monitoring_settings.SNAPSHOT_MINUTES
     since = timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=minutes)
     rollups = MetricRollup.objects.filter(minute__gte=since).order_by("minute")
@@ -121,7 +117,6 @@ def metrics_snapshot(*, minutes: int | None = None) -> dict:
         "rollup_interval": monitoring_settings.ROLLUP_INTERVAL,
         "rollups": [rollup_dict(r) for r in rollups],
         "system": [system_sample_dict(s) for s in samples],
-        "experiments": experiments_overview(),
     }
 
 
@@ -336,17 +331,18 @@ def system_latest() -> dict | None:
     return system_sample_dict(sample) if sample else None
 
 
-def metrics_report(*, window: str | None, model: str | None) -> dict:
-    """The body of GET /metrics. ValidationFailed for a bad window."""
+def metrics_report(
+    *, window: str | None, model: str | None, models_loaded: list[str]
+) -> dict:
+    """The body of GET /metrics; `models_loaded` are the versions loaded
+    in the answering process. ValidationFailed for a bad window."""
     label, seconds = window_parse(window)
     return {
         "window": label,
         "window_seconds": seconds,
         **metrics_summary(window_seconds=seconds, model=model),
         "pipeline": pipeline_status(writer_stats=writer.stats()),
-        "models_loaded": [
-            f"{e.model}:{e.version}" for e in serving.model_cache.loaded()
-        ],
+        "models_loaded": models_loaded,
         # live readings of the host that answered
         "system": {
             "cpu_percent": psutil.cpu_percent(interval=None),
@@ -357,14 +353,10 @@ def metrics_report(*, window: str | None, model: str | None) -> dict:
     }
 
 
-def websocket_url(*, host: str, secure: bool, same_origin: bool) -> str:
+def websocket_url(*, host: str, secure: bool) -> str:
     """Where a browser that loaded the page from `host` finds /ws/metrics/:
-    WEBSOCKET_URL when set (behind a proxy); the same origin when the page
-    came from the ASGI process; else this host on WS_PORT."""
+    WEBSOCKET_URL when set (behind a proxy that routes it elsewhere), else
+    the page's own origin (one server answers HTTP and websockets)."""
     if monitoring_settings.WEBSOCKET_URL:
         return monitoring_settings.WEBSOCKET_URL
-    scheme = "wss" if secure else "ws"
-    if same_origin:
-        return f"{scheme}://{host}/ws/metrics/"
-    hostname = host if host.endswith("]") else host.rsplit(":", 1)[0]
-    return f"{scheme}://{hostname}:{monitoring_settings.WS_PORT}/ws/metrics/"
+    return f"{'wss' if secure else 'ws'}://{host}/ws/metrics/"

@@ -7,20 +7,14 @@ while a late ack is pending, seen in the Redis-outage test."""
 
 from celery import shared_task
 
-from experiments import services as experiment_services
 from monitoring import services
 
 
 @shared_task(ignore_result=True, acks_late=False)
 def rollup_task() -> int:
-    """Beat-scheduled every ROLLUP_INTERVAL: events -> rollups -> push,
-    then the running experiments' guardrails, bandit allocations and
-    sequential tests, which read those rollups. Returns how many buckets
-    were recomputed."""
-    report = services.rollup_run()
-    if not report.superseded:
-        experiment_services.experiments_evaluate()
-    return report.buckets
+    """Beat-scheduled every ROLLUP_INTERVAL: events -> rollups -> push.
+    Returns how many buckets were recomputed."""
+    return services.rollup_run().buckets
 
 
 @shared_task(ignore_result=True, acks_late=False)

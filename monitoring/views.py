@@ -1,6 +1,6 @@
-"""GET /health, GET /metrics, GET /metrics/prometheus and the dashboard."""
+"""GET /health, GET /metrics, GET /metrics/prometheus, POST /feedback and
+the dashboard."""
 
-from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponse
 from django.views.generic import TemplateView
 from drf_spectacular.types import OpenApiTypes
@@ -9,9 +9,15 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from mlserving.dataplane import serving
 from mlserving.openapi import error_responses
-from monitoring import health, prometheus, selectors
-from monitoring.serializers import HealthSerializer, MetricsSerializer
+from monitoring import feedback, health, prometheus, selectors
+from monitoring.serializers import (
+    FeedbackRequestSerializer,
+    FeedbackResponseSerializer,
+    HealthSerializer,
+    MetricsSerializer,
+)
 
 
 class HealthApi(APIView):
@@ -24,7 +30,7 @@ class HealthApi(APIView):
         responses={200: HealthSerializer, 503: HealthSerializer},
     )
     def get(self, request):
-        report, status = health.health_report()
+        report, status = health.health_report(serving=serving.status())
         return Response(report, status=status)
 
 
@@ -57,6 +63,7 @@ class MetricsApi(APIView):
             selectors.metrics_report(
                 window=request.query_params.get("window"),
                 model=request.query_params.get("model"),
+                models_loaded=serving.loaded_labels(),
             )
         )
 
@@ -89,8 +96,36 @@ class DashboardView(TemplateView):
         context = super().get_context_data(**kwargs)
         request = self.request
         context["websocket_url"] = selectors.websocket_url(
-            host=request.get_host(),
-            secure=request.is_secure(),
-            same_origin=isinstance(request, ASGIRequest),
+            host=request.get_host(), secure=request.is_secure()
         )
         return context
+
+
+class FeedbackApi(APIView):
+    @extend_schema(
+        operation_id="feedback",
+        summary="Report a conversion, reward or true label for a prediction",
+        description=(
+            "Idempotent per request_id: the same feedback again is "
+            "`unchanged`; a field not sent before is merged (`updated`); a "
+            "contradicting value is 409. It counts towards accuracy and "
+            "conversion of the prediction's version and arm at the next "
+            "rollup. An id not logged yet is looked for again for up to "
+            "FEEDBACK_WAIT seconds (events are written in batches) before "
+            "the 404."
+        ),
+        request=FeedbackRequestSerializer,
+        responses={
+            200: FeedbackResponseSerializer,
+            201: FeedbackResponseSerializer,
+            **error_responses(400, 401, 404, 408, 409, 413, 422, 503),
+        },
+    )
+    def post(self, request):
+        serializer = FeedbackRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        result = feedback.feedback_record(**serializer.validated_data)
+        return Response(
+            feedback.feedback_dict(result),
+            status=201 if result.status == "recorded" else 200,
+        )

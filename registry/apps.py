@@ -1,6 +1,17 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+def _ensure_schedules(sender, using="default", **kwargs) -> None:
+    from registry.schedules import registry_schedules_ensure
+
+    registry_schedules_ensure()
 
 
 class RegistryConfig(AppConfig):
     name = "registry"
     verbose_name = "Model registry"
+
+    def ready(self) -> None:
+        # The beat schedule must exist in any migrated database.
+        post_migrate.connect(_ensure_schedules, sender=self)

@@ -1,26 +1,18 @@
-"""Reads from the registry. None of these run on the prediction hot path
-except `registry_generation`, which the catalog calls at most every
-REGISTRY_POLL_INTERVAL."""
+"""Reads from the registry. None of these run on the prediction hot path:
+the serving catalog calls `serving_models` only when the registry
+generation (registry/generation.py) moved."""
 
 from django.db.models import Exists, OuterRef, QuerySet
 
 from mlserving.conf import app_settings
-from registry.catalog import ModelEntry, Snapshot, VersionEntry
+from registry.entries import ModelEntry, VersionEntry
 from registry.errors import ModelNotFound, ModelVersionNotFound
 from registry.models import (
     AliasChange,
     ModelAlias,
     ModelVersion,
     RegisteredModel,
-    RegistryState,
 )
-
-
-def registry_generation() -> int:
-    value = (
-        RegistryState.objects.filter(pk=1).values_list("generation", flat=True).first()
-    )
-    return value or 0
 
 
 def default_model_name(names: list[str], configured: str) -> str | None:
@@ -126,8 +118,12 @@ def rollback_target(*, model: RegisteredModel) -> ModelVersion | None:
     return None
 
 
-def catalog_snapshot(*, generation: int, alias: str, default_name: str) -> Snapshot:
-    """Everything the prediction path needs, in a handful of queries."""
+def serving_models(
+    *, alias: str, default_name: str
+) -> tuple[dict[str, ModelEntry], str | None]:
+    """Every registered model with its versions, the version its alias
+    names and the ones it named before (the fallback order), in a handful
+    of queries; and the name of the default model (or None)."""
     entries: dict[int, VersionEntry] = {}
     by_model: dict[str, dict[str, VersionEntry]] = {}
     names = list(RegisteredModel.objects.values_list("name", flat=True))
@@ -170,32 +166,22 @@ def catalog_snapshot(*, generation: int, alias: str, default_name: str) -> Snaps
         "model__name", "action", "to_version_id"
     ):
         history[model_name].append((action, to_id))
-    previous: dict[str, list[VersionEntry]] = {}
+    models = {}
     for name in names:
-        seen: list[VersionEntry] = []
+        previous: list[VersionEntry] = []
         for version_id in reversed(stack_replay(history[name])):
             entry = entries.get(version_id)
-            if entry is not None and entry.id != active.get(name) and entry not in seen:
-                seen.append(entry)
-        previous[name] = seen
-    models = {
-        name: ModelEntry(
+            if entry is not None and entry.id != active.get(name):
+                if entry not in previous:
+                    previous.append(entry)
+        models[name] = ModelEntry(
             name=name,
             alias=alias,
             active=entries.get(active.get(name)),
-            previous=tuple(previous[name]),
+            previous=tuple(previous),
             versions=by_model[name],
         )
-        for name in names
-    }
-    from experiments.selectors import experiment_entries
-
-    return Snapshot(
-        generation=generation,
-        models=models,
-        default_model=default_model_name(names, default_name),
-        experiments=experiment_entries(versions=entries),
-    )
+    return models, default_model_name(names, default_name)
 
 
 def model_names() -> list[str]:

@@ -1,6 +1,6 @@
 """Writes to the registry. Every write bumps the registry generation in the
-same transaction, which is how serving processes learn of it; the writing
-process also invalidates its own catalog so it sees the change at once."""
+same transaction (registry/generation.py), which is how serving processes
+learn of it; the writing process's own catalog sees it at once."""
 
 import logging
 import shutil
@@ -9,12 +9,10 @@ from datetime import UTC
 from pathlib import Path
 
 from django.db import transaction
-from django.db.models import F
 from django.utils.dateparse import parse_datetime
 
 from mlserving.conf import app_settings
 from registry import artifacts, selectors
-from registry.cache import load_runtime
 from registry.errors import (
     ArtifactError,
     ArtifactLoadError,
@@ -24,14 +22,14 @@ from registry.errors import (
     VersionUnavailable,
     unservable_error,
 )
+from registry.generation import registry_generation_bump
 from registry.models import (
     AliasChange,
     ModelAlias,
     ModelVersion,
     RegisteredModel,
-    RegistryState,
 )
-from registry.runtimes import runtime_class
+from registry.runtimes import runtime_class, runtime_load
 from registry.runtimes.base import Signature
 
 logger = logging.getLogger("registry")
@@ -51,20 +49,6 @@ def real_user(user):
     if user is not None and getattr(user, "pk", None) is not None:
         return user
     return None
-
-
-def registry_generation_bump() -> None:
-    """Move the generation; call inside the writing transaction."""
-    updated = RegistryState.objects.filter(pk=1).update(generation=F("generation") + 1)
-    if not updated:
-        RegistryState.objects.get_or_create(pk=1, defaults={"generation": 1})
-    transaction.on_commit(_invalidate_local_catalog)
-
-
-def _invalidate_local_catalog() -> None:
-    from registry.serving import catalog
-
-    catalog.invalidate()
 
 
 def model_register(*, name: str, description: str = "") -> RegisteredModel:
@@ -231,7 +215,7 @@ def model_version_verify(*, version: ModelVersion) -> ModelVersion:
     """Check the artifact against its sha256 and that it loads; record the
     outcome in `status`. Returns the version (status updated)."""
     try:
-        load_runtime(version).unload()
+        runtime_load(version).unload()
     except ArtifactError as exc:
         status, detail = _status_for(exc), exc.message
     else:

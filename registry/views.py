@@ -1,25 +1,20 @@
 """Thin HTTP edges of the registry: parse, delegate, answer."""
 
 import os
-import time
 
-from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from mlserving.auth import ApiKeyAuthentication, SessionReadAuthentication
-from mlserving.json import JSONOnlyNegotiation
+from mlserving.dataplane import serving
 from mlserving.openapi import error_responses
-from registry import codecs, inference, selectors, services, serving
+from registry import selectors, services
 from registry.serializers import (
     ActivationRequestSerializer,
     ActivationResponseSerializer,
     AliasChangeSerializer,
     ModelsResponseSerializer,
     ModelVersionSerializer,
-    PredictRequestSerializer,
-    PredictResponseSerializer,
 )
 
 MODEL_PARAM = OpenApiParameter(
@@ -28,42 +23,6 @@ MODEL_PARAM = OpenApiParameter(
     required=False,
     description="Registered model name (default: DEFAULT_MODEL_NAME).",
 )
-
-
-class PredictApi(APIView):
-    # The hot path: no DRF parsing, negotiation or rendering; the body goes
-    # straight to the orjson codec. A request without a session cookie
-    # costs the session check no query (the dashboard's form needs it when
-    # API_KEYS is set).
-    authentication_classes = [ApiKeyAuthentication, SessionReadAuthentication]
-    parser_classes = []
-    content_negotiation_class = JSONOnlyNegotiation
-
-    @extend_schema(
-        operation_id="predict",
-        summary="Predict with the active (or a chosen) model version",
-        request=PredictRequestSerializer,
-        responses={
-            200: PredictResponseSerializer,
-            **error_responses(400, 401, 404, 409, 413, 422, 429, 500, 503),
-        },
-    )
-    def post(self, request):
-        started = time.perf_counter()
-        arrived = time.time()
-        raw = request._request  # skip DRF's attribute proxy on the hot path
-        request_id = codecs.request_id_from(raw.META.get("HTTP_X_REQUEST_ID"))
-        request.request_id = request_id
-        payload = inference.prediction_serve(
-            read_body=lambda: raw.body,
-            request_id=request_id,
-            started=started,
-            arrived=arrived,
-            subject_header=raw.META.get("HTTP_X_SUBJECT_KEY"),
-        )
-        response = HttpResponse(payload, content_type="application/json")
-        response["X-Request-ID"] = request_id
-        return response
 
 
 class ModelsApi(APIView):
@@ -76,7 +35,7 @@ class ModelsApi(APIView):
     def get(self, request):
         model = selectors.model_get(name=request.query_params.get("model"))
         active = selectors.model_version_get_active(model=model)
-        loaded = [e for e in serving.model_cache.loaded() if e.model == model.name]
+        loaded = [e for e in serving.runtimes.cache.loaded() if e.model == model.name]
         context = {"loaded_ids": {e.id for e in loaded}}
         versions = selectors.model_version_list(model=model)
         return Response(

@@ -19,10 +19,14 @@ from sklearn.datasets import make_classification
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
+from experiments.schedules import experiments_schedules_ensure
 from mlserving import redis_url
+from mlserving.dataplane import serving
 from mlserving.embedded_redis import EmbeddedRedis
 from monitoring.events import writer as event_writer
-from registry import services, serving
+from monitoring.schedules import monitoring_schedules_ensure
+from registry import services
+from registry.schedules import registry_schedules_ensure
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_FEATURES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
@@ -99,6 +103,14 @@ def settle_metrics() -> None:
 
     event_writer.flush()
     monitoring_services.rollup_run(push=False)
+
+
+def all_schedules_ensure() -> None:
+    """Every app's beat schedules (transactional tests start from empty
+    tables)."""
+    registry_schedules_ensure()
+    monitoring_schedules_ensure()
+    experiments_schedules_ensure()
 
 
 def flip_one_byte(path: Path, offset: int = -10) -> None:

@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from experiments import services, shadow
+from experiments import services
 from experiments.models import AuditEntry, Experiment
-from experiments.routing import arm_choose
+from experiments.tasks import experiments_evaluate_task
+from mlserving.dataplane import serving
+from mlserving.errors import Conflict
 from monitoring.models import PredictionEvent
 from monitoring.tasks import rollup_task
 from registry import services as registry_services
-from registry import serving
 from registry.faults import FailingClassifier, SlowClassifier
 from tests.conftest import SEED_FEATURES, dump, flip_one_byte, settle_metrics
 
@@ -98,7 +99,7 @@ def test_random_70_30_over_10000_requests(client, two_versions):
     entry = running_entry()
     # 10,000 assignments by the code /predict runs
     arms = [
-        arm_choose(entry, body={}, header=None, request_id=str(i))[0].name
+        entry.assign(body={}, header=None, request_id=str(i)).arm.name
         for i in range(10_000)
     ]
     assert binomial_ok(arms.count("v1.0"), 10_000, 0.7)
@@ -127,9 +128,9 @@ def test_hash_based_is_sticky_and_rebalancing_moves_few_subjects(client, two_ver
         result = {}
         for key in keys:
             arms = {
-                arm_choose(entry, body={"user_id": key}, header=None, request_id="r")[
-                    0
-                ].name
+                entry.assign(
+                    body={"user_id": key}, header=None, request_id="r"
+                ).arm.name
                 for _ in range(5)
             }
             assert len(arms) == 1, f"{key} moved between arms: {arms}"
@@ -236,7 +237,7 @@ def test_a_model_runs_at_most_one_experiment(client, two_versions):
         ),
         name="second",
     )
-    with pytest.raises(services.Conflict):
+    with pytest.raises(Conflict):
         services.experiment_start(experiment=other)
 
 
@@ -259,7 +260,7 @@ def test_settings_give_the_initial_state(settings, client, two_versions):
     assert Experiment.objects.count() == 1
 
 
-def test_guardrail_pauses_a_failing_arm_at_the_next_rollup(client, failing_version):
+def test_guardrail_pauses_a_failing_arm_at_the_next_evaluation(client, failing_version):
     # given: v3.0 raises on every prediction
     configure(client, enabled=True, split_ratio=0.5, models=["v1.0", "v3.0"])
     experiment = Experiment.objects.get()
@@ -268,9 +269,10 @@ def test_guardrail_pauses_a_failing_arm_at_the_next_rollup(client, failing_versi
     experiment.save()
     first = [predict(client).status_code for _ in range(60)]
     assert 500 in first and 200 in first
-    # when: one rollup run (the beat-scheduled task)
+    # when: one rollup and one evaluation (the beat-scheduled tasks)
     settle_metrics_events_only()
     rollup_task()
+    experiments_evaluate_task()
     # then: the arm is paused, audited, and nobody sees an error after that
     status = client.get("/ab-test/status").json()
     arm = next(a for a in status["arms"] if a["arm"] == "v3.0")
@@ -333,7 +335,7 @@ def test_shadow_gets_a_copy_and_agreement_is_measured(client, two_versions, esti
     for row in rows:
         answer = predict(client, {"features": row.tolist()})
         assert answer.json()["model_version"] == "v1.0"
-    assert shadow.runner.drain()
+    assert serving.shadow_runner.drain()
     settle_metrics()
     # then
     status = client.get("/ab-test/status").json()
@@ -382,16 +384,16 @@ def test_a_full_shadow_queue_drops_and_counts(
     serving.catalog.invalidate()
     answers = [predict(client) for _ in range(10)]
     assert {a.status_code for a in answers} == {200}
-    assert shadow.runner.stats()["dropped"] >= 5
-    assert shadow.runner.drain()
+    assert serving.shadow_runner.stats()["dropped"] >= 5
+    assert serving.shadow_runner.drain()
 
 
 @pytest.fixture(autouse=True)
 def _fresh_shadow_runner():
-    shadow.runner.reset()
+    serving.shadow_runner.reset()
     yield
-    shadow.runner.drain()
-    shadow.runner.reset()
+    serving.shadow_runner.drain()
+    serving.shadow_runner.reset()
 
 
 def test_an_arm_whose_artifact_breaks_falls_back_to_the_control(client, two_versions):

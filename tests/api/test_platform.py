@@ -36,7 +36,7 @@ def test_every_endpoint_documents_its_errors(client, db):
                 ref = response["content"]["application/json"]["schema"]["$ref"]
                 assert ref == ERROR_REF
     predict = schema["paths"]["/predict"]["post"]["responses"]
-    assert {"400", "404", "413", "422", "429"} <= set(predict)
+    assert {"400", "404", "408", "413", "422", "503"} <= set(predict)
 
 
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])

@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from registry import serving
+from mlserving.dataplane import serving
 from tests.conftest import SEED_FEATURES, expected_label, flip_one_byte
 
 
@@ -206,10 +206,10 @@ def test_too_many_rows_is_413(client, two_versions, settings):
     assert response.json()["error"]["code"] == "too_many_rows"
 
 
-def test_overload_is_429(client, two_versions, settings):
+def test_overload_is_503(client, two_versions, settings):
     settings.MLSERVING = {**settings.MLSERVING, "MAX_CONCURRENT_REQUESTS": 0}
     response = post(client, {"features": SEED_FEATURES})
-    assert response.status_code == 429
+    assert response.status_code == 503
     assert response.json()["error"]["code"] == "overloaded"
 
 

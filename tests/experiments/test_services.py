@@ -9,9 +9,10 @@ from django.utils import timezone
 
 from experiments import selectors, services
 from experiments.models import AllocationRecord, Experiment
+from mlserving.dataplane import serving
+from mlserving.errors import Conflict
 from monitoring.models import MetricRollup
 from registry import selectors as registry_selectors
-from registry import serving
 
 
 def experiment_with(two_versions, *, strategy="random", weights=(0.5, 0.5), **options):
@@ -130,7 +131,7 @@ def test_no_promotion_without_a_winner(two_versions):
     rollup(experiment, "v1.0", count=500, conversions=25)
     rollup(experiment, "v2.0", count=500, conversions=27)
     assert services.experiments_evaluate(push=False).promoted == []
-    with pytest.raises(services.Conflict):
+    with pytest.raises(Conflict):
         services.experiment_promote(experiment=experiment)
     # the always-valid p-value is kept as a running minimum
     v2 = experiment.variants.get(version__version="v2.0")
@@ -163,7 +164,7 @@ def test_changing_an_experiment_is_kept_in_its_history(two_versions, django_user
 
 def test_a_completed_experiment_cannot_be_restarted(two_versions):
     experiment = services.experiment_stop(experiment=experiment_with(two_versions))
-    with pytest.raises(services.Conflict):
+    with pytest.raises(Conflict):
         services.experiment_start(experiment=experiment)
 
 

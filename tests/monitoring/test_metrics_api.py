@@ -9,6 +9,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitoring.models import MetricRollup
+from monitoring.selectors import websocket_url
 from tests.conftest import SEED_FEATURES, settle_metrics
 
 
@@ -143,22 +144,15 @@ def test_batched_histogram_counts_equal_one_observe_per_value():
 
 
 @pytest.mark.parametrize(
-    "host, secure, same_origin, expected",
+    "host, secure, expected",
     [
-        ("127.0.0.1:8000", False, False, "ws://127.0.0.1:8001/ws/metrics/"),
-        ("ml.example.com", True, False, "wss://ml.example.com:8001/ws/metrics/"),
-        ("[::1]:8000", False, False, "ws://[::1]:8001/ws/metrics/"),
-        ("127.0.0.1:8001", False, True, "ws://127.0.0.1:8001/ws/metrics/"),
+        ("127.0.0.1:8000", False, "ws://127.0.0.1:8000/ws/metrics/"),
+        ("ml.example.com", True, "wss://ml.example.com/ws/metrics/"),
+        ("[::1]:8000", False, "ws://[::1]:8000/ws/metrics/"),
     ],
 )
-def test_the_dashboard_finds_the_socket_on_the_asgi_port(
-    host, secure, same_origin, expected
-):
-    from monitoring.selectors import websocket_url
-
-    assert websocket_url(host=host, secure=secure, same_origin=same_origin) == (
-        expected
-    )
+def test_the_dashboard_finds_the_socket_on_its_own_origin(host, secure, expected):
+    assert websocket_url(host=host, secure=secure) == expected
 
 
 def test_a_configured_websocket_url_wins(client, db, settings):

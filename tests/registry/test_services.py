@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from registry import artifacts, selectors, services
+from registry import artifacts, generation, services
 from registry.errors import (
     ArtifactIntegrityError,
     ArtifactLoadError,
@@ -88,9 +88,9 @@ def test_read_verified_names_the_file_and_both_digests(two_versions):
 
 
 def test_every_write_moves_the_generation(two_versions):
-    before = selectors.registry_generation()
+    before = generation.registry_generation()
     services.model_version_activate(version=two_versions["v2"])
-    assert selectors.registry_generation() == before + 1
+    assert generation.registry_generation() == before + 1
     assert RegistryState.objects.get().generation == before + 1
 
 

@@ -11,10 +11,9 @@ import pytest
 
 from experiments.models import AuditEntry, Experiment, Variant
 from monitoring.models import RollupState
-from monitoring.schedules import schedules_ensure
 from registry import services as registry_services
 from registry.faults import FailingClassifier
-from tests.conftest import SEED_FEATURES, dump
+from tests.conftest import SEED_FEATURES, all_schedules_ensure, dump
 
 pytestmark = pytest.mark.servers
 
@@ -69,7 +68,7 @@ def test_a_failing_arm_is_paused_within_one_rollup_interval(
             two_versions["root"], "model_v3.0.pkl", FailingClassifier(estimators["lr"])
         ),
     )
-    schedules_ensure()
+    all_schedules_ensure()
     env = dict(server_env)
     web = start_server(workers=2)
     ws = start_server(asgi=True)

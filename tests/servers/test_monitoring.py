@@ -18,8 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mlserving.embedded_redis import EmbeddedRedis
 from monitoring.models import MetricRollup, PredictionEvent
-from monitoring.schedules import schedules_ensure
-from tests.conftest import SEED_FEATURES
+from tests.conftest import SEED_FEATURES, all_schedules_ensure
 
 pytestmark = pytest.mark.servers
 
@@ -86,7 +85,7 @@ def stack(
 ):
     """The Procfile's processes: web (2 processes), ws, ingest, worker and
     beat, on one database and Redis."""
-    schedules_ensure()  # transactional tests start from empty tables
+    all_schedules_ensure()  # transactional tests start from empty tables
 
     def start(**overrides):
         env = {**server_env, **{k: str(v) for k, v in overrides.items()}}

@@ -12,9 +12,8 @@ import pytest
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from mlserving.embedded_redis import EmbeddedRedis
-from monitoring.schedules import schedules_ensure
 from registry.models import ModelVersion
-from tests.conftest import ROOT, SEED_FEATURES, flip_one_byte
+from tests.conftest import ROOT, SEED_FEATURES, all_schedules_ensure, flip_one_byte
 
 pytestmark = pytest.mark.servers
 
@@ -108,7 +107,7 @@ def test_celery_worker_and_beat_run_the_periodic_task(
     beat-scheduled artifact check finds a tampered file and marks it. The
     schedule is edited in the database, as staff would in the admin."""
     env = server_env
-    schedules_ensure()
+    all_schedules_ensure()
     every_second, _ = IntervalSchedule.objects.get_or_create(
         every=1, period=IntervalSchedule.SECONDS
     )

@@ -2,7 +2,6 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from experiments.services import experiments_from_settings
 from registry.demo import demo_bootstrap
 
 
@@ -23,6 +22,3 @@ class Command(BaseCommand):
         report = demo_bootstrap(seed=seed, log=log)
         if report is not None and report.failed:
             raise CommandError("; ".join(report.failed))
-        experiment = experiments_from_settings()
-        if experiment is not None:
-            log(f"AB_TEST_ENABLED: experiment {experiment.name} running")

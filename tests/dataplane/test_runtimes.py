@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from registry.cache import ModelCache
-from registry.catalog import VersionEntry
+from mlserving.dataplane.runtimes import ModelCache
+from registry.entries import VersionEntry
 
 
 def entry(version_id: int, sha: str = "s") -> VersionEntry:

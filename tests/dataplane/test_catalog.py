@@ -4,8 +4,8 @@ when the registry generation moves."""
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from mlserving.dataplane.catalog import Catalog
 from registry import services
-from registry.catalog import Catalog
 
 
 class Clock:
@@ -46,7 +46,7 @@ def test_an_activation_is_seen_after_one_interval(two_versions, settings):
 
 
 def test_fallbacks_follow_the_rollback_order(two_versions, client):
-    from registry.serving import catalog
+    from mlserving.dataplane.serving import catalog
 
     # v1 -> v2, then rolled back to v1: v2 was rejected, so it is no
     # fallback for v1

@@ -22,24 +22,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from experiments.routing import ExperimentEntry
+from experiments.entries import ServingExperiment
 from mlserving.conf import experiment_settings
+from mlserving.dataplane.events import ShadowOf, prediction_event
 from mlserving.errors import ApplicationError
 from monitoring import events, prometheus
-from monitoring.events import SHADOW_ARM
+from registry.entries import VersionEntry
 
-logger = logging.getLogger("experiments")
+logger = logging.getLogger("mlserving.dataplane")
 
 
 @dataclass(slots=True)
 class _Copy:
-    shadow: object  # routing.ShadowEntry
-    experiment: str
+    version: VersionEntry  # the shadow version that answers it
+    of: ShadowOf
     rows: np.ndarray
-    labels: np.ndarray
     request_id: str
     arrived: float
-    primary_latency_ms: float
     subject_key: str
 
 
@@ -52,7 +51,9 @@ class ShadowRunner:
     counted here and handed to Prometheus by the thread, in batches.
     """
 
-    def __init__(self):
+    def __init__(self, runtime_of):
+        # runtime_of(VersionEntry) -> the loaded runtime (may load it)
+        self._runtime_of = runtime_of
         self._lock = threading.Lock()
         self._reset()
 
@@ -70,7 +71,8 @@ class ShadowRunner:
 
     def mirror(
         self,
-        experiment: ExperimentEntry,
+        experiment: ServingExperiment,
+        versions: dict[int, VersionEntry],
         *,
         rows: np.ndarray,
         labels: np.ndarray,
@@ -91,13 +93,11 @@ class ShadowRunner:
                 continue
             self._copies.append(
                 _Copy(
-                    shadow=shadow,
-                    experiment=experiment.name,
+                    version=versions[shadow.version_id],
+                    of=ShadowOf(experiment.name, labels, primary_latency_ms),
                     rows=rows,
-                    labels=labels,
                     request_id=request_id,
                     arrived=arrived,
-                    primary_latency_ms=primary_latency_ms,
                     subject_key=subject_key,
                 )
             )
@@ -144,41 +144,30 @@ class ShadowRunner:
 
     def answer(self, copy: _Copy) -> None:
         """Run one copy through its shadow version and record the event."""
-        from registry import serving
-
-        entry = copy.shadow.version
+        entry = copy.version
         started = time.perf_counter()
         labels = proba = None
         outcome, status = "ok", 200
         try:
-            runtime = serving.runtime_get(entry)
-            labels, proba = runtime.infer(copy.rows)
+            labels, proba = self._runtime_of(entry).infer(copy.rows)
         except ApplicationError as error:
             outcome, status = error.code, error.status_code
         except Exception:
-            logger.exception("shadow %s failed", entry.version)
+            logger.exception("shadow %s failed", entry.label)
             outcome, status = "internal_error", 500
-        latency_ms = (time.perf_counter() - started) * 1e3
-        agreed = None
-        if labels is not None and len(labels) == len(copy.labels):
-            agreed = int(np.count_nonzero(labels == copy.labels))
         events.record(
-            events.Event(
-                created=copy.arrived,
+            prediction_event(
                 request_id=copy.request_id,
+                arrived=copy.arrived,
+                latency_ms=(time.perf_counter() - started) * 1e3,
                 model=entry.model,
                 version=entry.version,
-                latency_ms=latency_ms,
+                subject_key=copy.subject_key,
                 outcome=outcome,
                 status_code=status,
                 labels=labels,
                 proba=proba,
-                experiment=copy.experiment,
-                arm=SHADOW_ARM,
-                subject_key=copy.subject_key,
-                shadow=True,
-                agreed_rows=agreed,
-                primary_latency_ms=copy.primary_latency_ms,
+                shadow_of=copy.of,
             )
         )
 
@@ -209,6 +198,3 @@ class ShadowRunner:
                 self._wake.set()
                 thread.join(5)
             self._reset()
-
-
-runner = ShadowRunner()

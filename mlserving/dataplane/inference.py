@@ -1,0 +1,257 @@
+"""The prediction path, top to bottom:
+
+    decode body -> choose the target version -> get its loaded runtime
+    -> infer (one call per row batch) -> encode -> hand the event over
+    -> mirror to shadows
+
+Nothing here queries the database or Redis in steady state: the target
+comes from the in-process catalog, the runtime from the in-process LRU,
+and the event goes to a buffer that monitoring writes in the background.
+"""
+
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+
+from mlserving.conf import app_settings
+from mlserving.dataplane import codecs, routing
+from mlserving.dataplane.events import prediction_event
+from mlserving.dataplane.routing import Target
+from mlserving.dataplane.serving import (
+    catalog,
+    prediction_cache,
+    runtimes,
+    shadow_runner,
+)
+from mlserving.errors import (
+    ApplicationError,
+    Overloaded,
+    PayloadTooLarge,
+    RequestTimeout,
+)
+from monitoring import events
+from registry.errors import FeatureCountMismatch
+
+CHUNK_ROWS = 256
+_inflight = 0
+_inflight_lock = threading.Lock()
+
+
+@contextmanager
+def _admission():
+    """At most MAX_CONCURRENT_REQUESTS predictions at once per process;
+    past that, 503 at once rather than a queue that times out."""
+    global _inflight
+    limit = app_settings.MAX_CONCURRENT_REQUESTS
+    with _inflight_lock:
+        if _inflight >= limit:
+            raise Overloaded(
+                f"This server process is already running {limit} "
+                "predictions (MAX_CONCURRENT_REQUESTS); retry shortly.",
+                details={"limit": limit, "retry_after_seconds": 1},
+            )
+        _inflight += 1
+    try:
+        yield
+    finally:
+        with _inflight_lock:
+            _inflight -= 1
+
+
+@dataclass(slots=True)
+class Call:
+    """One /predict call as it goes: what is known so far."""
+
+    request_id: str
+    started: float  # time.perf_counter() at arrival
+    arrived: float  # time.time() at arrival
+    subject_header: str | None = None
+    request: codecs.PredictRequest | None = None
+    target: Target | None = None
+
+    def latency_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1e3
+
+
+def decode(call: Call, read_body) -> routing.Choice:
+    """Read, check and decode the body (`read_body()`), and choose where it
+    goes (memory only)."""
+    try:
+        body = read_body()
+    except RequestDataTooBig:
+        body = None
+    if body is None or len(body) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+        # Chunked bodies carry no Content-Length for the server to check.
+        raise PayloadTooLarge.body_over(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+    request = call.request = codecs.decode_predict(
+        body, max_rows=app_settings.MAX_BATCH_ROWS
+    )
+    return routing.choose(
+        catalog.snapshot(),
+        model=request.model,
+        version=request.model_version,
+        use_experiment=request.use_ab_testing,
+        body=request.body or {},
+        request_id=call.request_id,
+        subject_header=call.subject_header,
+    )
+
+
+def checked_rows(call: Call) -> np.ndarray:
+    """The request's rows, if the target takes that many features."""
+    rows, entry = call.request.rows, call.target.version
+    if entry.n_features is not None and rows.shape[1] != entry.n_features:
+        raise FeatureCountMismatch(
+            f"{entry.label} expects {entry.n_features} features per row; "
+            f"got {rows.shape[1]}.",
+            details={
+                "expected": entry.n_features,
+                "got": rows.shape[1],
+                "model_version": entry.version,
+            },
+        )
+    return rows
+
+
+def infer(runtime, rows: np.ndarray, started: float):
+    """One infer call for up to CHUNK_ROWS rows; a larger batch runs in
+    chunks and stops between them once REQUEST_TIMEOUT has passed (a
+    running scikit-learn call cannot be interrupted)."""
+    if len(rows) <= CHUNK_ROWS:
+        return runtime.infer(rows)
+    deadline = started + app_settings.REQUEST_TIMEOUT
+    labels, probas = [], []
+    for offset in range(0, len(rows), CHUNK_ROWS):
+        if time.perf_counter() > deadline:
+            raise RequestTimeout(
+                f"The batch took longer than REQUEST_TIMEOUT "
+                f"({app_settings.REQUEST_TIMEOUT:g} s) after {offset} of "
+                f"{len(rows)} rows; send smaller batches.",
+                details={"rows_done": offset, "rows": len(rows)},
+            )
+        chunk_labels, chunk_proba = runtime.infer(rows[offset : offset + CHUNK_ROWS])
+        labels.append(chunk_labels)
+        probas.append(chunk_proba)
+    proba = None if probas[0] is None else np.concatenate(probas)
+    return np.concatenate(labels), proba
+
+
+def cache_key(call: Call, rows: np.ndarray) -> tuple:
+    entry = call.target.version
+    return prediction_cache.key(entry.id, entry.sha256, rows)
+
+
+@contextmanager
+def failures_recorded(call: Call):
+    """Every failure of the call, unexpected ones included, leaves an
+    event behind; the error propagates."""
+    try:
+        yield
+    except ApplicationError as error:
+        _record_failure(call, error.code, error.status_code)
+        raise
+    except Exception:
+        _record_failure(call, "internal_error", 500)
+        raise
+
+
+def _record_failure(call: Call, code: str, status_code: int) -> None:
+    target, request = call.target, call.request
+    events.record(
+        prediction_event(
+            request_id=call.request_id,
+            arrived=call.arrived,
+            latency_ms=call.latency_ms(),
+            model=target.version.model if target else (request and request.model),
+            version=target.version.version if target else "",
+            routing=target.routing if target else None,
+            subject_key=request.subject_key if request else "",
+            outcome=code,
+            status_code=status_code,
+        )
+    )
+
+
+def respond(call: Call, rows, labels, proba, *, cached: bool) -> bytes:
+    """Encode the answer, hand its event over and mirror it to the
+    experiment's shadows; the response body."""
+    target, request = call.target, call.request
+    entry = target.version
+    latency_ms = call.latency_ms()
+    payload = codecs.encode_predict(
+        labels=labels,
+        proba=proba,
+        classes=entry.classes,
+        single=request.single,
+        meta={
+            "model": entry.model,
+            "model_version": entry.version,
+            "request_id": call.request_id,
+            "processing_time_ms": round(latency_ms, 3),
+            "routing": target.routing.as_dict(),
+            "cached": cached,
+        },
+    )
+    events.record(
+        prediction_event(
+            request_id=call.request_id,
+            arrived=call.arrived,
+            latency_ms=latency_ms,
+            model=entry.model,
+            version=entry.version,
+            routing=target.routing,
+            subject_key=request.subject_key,
+            labels=labels,
+            proba=proba,
+            cached=cached,
+            rows=rows,
+        )
+    )
+    experiment = target.experiment
+    if experiment is not None and experiment.shadows:
+        shadow_runner.mirror(
+            experiment,
+            catalog.current.versions,
+            rows=rows,
+            labels=labels,
+            request_id=call.request_id,
+            arrived=call.arrived,
+            primary_latency_ms=latency_ms,
+            subject_key=request.subject_key,
+        )
+    return payload
+
+
+def prediction_serve(
+    *,
+    read_body,
+    request_id: str,
+    started: float,
+    arrived: float,
+    subject_header: str | None = None,
+) -> bytes:
+    """Answer one /predict body (`read_body()` gives it) in the calling
+    thread, which may load a model from disk; the encoded JSON response.
+
+    Raises ApplicationError subclasses for every client-visible failure
+    (bad input, unknown or unservable version). Every outcome, unexpected
+    errors included, leaves a prediction event behind.
+    """
+    call = Call(request_id, started, arrived, subject_header)
+    with failures_recorded(call), _admission():
+        choice = decode(call, read_body)
+        call.target = routing.resolve(choice, runtimes.get)
+        rows = checked_rows(call)
+        key = cache_key(call, rows)
+        hit = prediction_cache.get(key)
+        if hit is None:
+            labels, proba = infer(call.target.runtime, rows, started)
+            prediction_cache.put(key, (labels, proba))
+        else:
+            labels, proba = hit
+    return respond(call, rows, labels, proba, cached=hit is not None)

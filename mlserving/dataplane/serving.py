@@ -1,0 +1,131 @@
+"""This process's serving state: the catalog, the loaded runtimes, the
+prediction cache and the shadow runner, wired together; warm-up and the
+status /health and /models report."""
+
+import logging
+import threading
+
+import numpy as np
+from django.db import DatabaseError, connections
+
+from experiments.services import experiments_from_settings
+from mlserving.dataplane.catalog import Catalog, Snapshot
+from mlserving.dataplane.prediction_cache import PredictionCache
+from mlserving.dataplane.routing import Choice, Routing, resolve
+from mlserving.dataplane.runtimes import Runtimes
+from mlserving.dataplane.shadow import ShadowRunner
+from mlserving.errors import ApplicationError
+from registry.entries import VersionEntry
+
+logger = logging.getLogger("mlserving.dataplane")
+
+catalog = Catalog()
+runtimes = Runtimes()
+prediction_cache = PredictionCache()
+shadow_runner = ShadowRunner(runtimes.get)
+
+
+def _on_catalog_change(old: Snapshot, new: Snapshot) -> None:
+    runtimes.catalog_changed(serving=new.serving_ids(), servable=new.servable_ids())
+
+
+catalog.on_change(_on_catalog_change)
+
+
+def warmup() -> list[str]:
+    """Load every model's active version, and the arms and shadows of
+    running experiments, now, so the first request is not slow (and run
+    each once: the first call into a model imports and caches code paths,
+    tens of ms for scikit-learn). Creates the experiment of
+    AB_TEST_ENABLED when there never was one. Returns what was loaded;
+    failures are logged, not raised."""
+    try:
+        if experiments_from_settings() is not None:
+            catalog.invalidate()
+    except (DatabaseError, ApplicationError):
+        logger.exception("the experiment from settings could not be created")
+    try:
+        snapshot = catalog.snapshot()
+    except DatabaseError:
+        logger.exception("warm-up skipped: the registry is unreachable")
+        return []
+    choices: list[Choice] = []
+    for model in snapshot.models.values():
+        if model.active is not None:
+            choices.append(
+                Choice(model, (model.active, *model.previous), Routing("alias"))
+            )
+    targets: list[VersionEntry] = []
+    for choice in choices:
+        try:
+            targets.append(resolve(choice, runtimes.get).version)
+        except ApplicationError as exc:
+            logger.warning("warm-up of %s: %s", choice.model.name, exc.message)
+    # The arms and shadow versions of running experiments serve too.
+    for experiment in snapshot.experiments.values():
+        for version_id in sorted(experiment.version_ids()):
+            entry = snapshot.versions[version_id]
+            if entry in targets:
+                continue
+            try:
+                runtimes.get(entry)
+                targets.append(entry)
+            except ApplicationError as exc:
+                logger.warning("warm-up of %s: %s", entry.label, exc.message)
+    for entry in targets:
+        if entry.n_features:
+            try:
+                runtimes.get(entry).infer(np.zeros((1, entry.n_features)))
+            except Exception:
+                logger.exception("warm-up inference of %s failed", entry.label)
+    return [entry.label for entry in targets]
+
+
+def warmup_in_background() -> threading.Thread:
+    """warmup() in a thread that closes its database connection after."""
+
+    def run() -> None:
+        try:
+            warmup()
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run, name="model-warmup", daemon=True)
+    thread.start()
+    return thread
+
+
+def loaded_labels() -> list[str]:
+    return [entry.label for entry in runtimes.cache.loaded()]
+
+
+def status() -> dict:
+    """What /health reports of this process's serving state: the
+    catalog's models (checked against the registry generation when due),
+    what is loaded, what failed."""
+    try:
+        snapshot = catalog.snapshot()
+    except DatabaseError:
+        snapshot = catalog.current
+    return {
+        "default_model": snapshot.default_model,
+        "models": {
+            name: {
+                "active_version": model.active.version if model.active else None,
+                "active_status": model.active.status if model.active else None,
+            }
+            for name, model in snapshot.models.items()
+        },
+        "models_loaded": loaded_labels(),
+        "failures": [
+            {"version_id": version_id, "code": error.code, "message": error.message}
+            for version_id, error in runtimes.failures().items()
+        ],
+    }
+
+
+def reset() -> None:
+    """Forget all per-process state (tests)."""
+    catalog.reset()
+    runtimes.clear()
+    prediction_cache.clear()

@@ -1,0 +1,41 @@
+"""The registry as serving processes hold it in memory: immutable values
+built by `selectors.serving_models()` from a handful of queries.
+
+They are plain facts (which versions exist, their artifacts, which one the
+alias names and which it named before); what a process does with them is
+the data plane's business (mlserving/dataplane/)."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class VersionEntry:
+    id: int
+    model: str
+    version: str
+    artifact_path: str
+    sha256: str
+    runtime: str
+    status: str
+    status_detail: str
+    n_features: int | None
+    classes: tuple
+
+    @property
+    def servable(self) -> bool:
+        return self.status == "ready"
+
+    @property
+    def label(self) -> str:
+        return f"{self.model}:{self.version}"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEntry:
+    name: str
+    alias: str
+    active: VersionEntry | None
+    # Versions the alias pointed at before, newest first: what serves when
+    # the active version's artifact cannot be loaded.
+    previous: tuple[VersionEntry, ...]
+    versions: dict[str, VersionEntry]
