@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Sets up and runs the whole system: HTTP (granian, port 8000), websockets
-# (uvicorn, port 8001), a Celery worker and beat, and - when REDIS_URL is
-# not set - the project's own Redis on a unix socket under var/.
-# Needs only python3.11. Configure with environment variables or .env.
+# Sets up and runs the whole system on one port (HTTP and websockets,
+# uvicorn, default 8000), the event ingest process, a Celery worker and
+# beat, and - when REDIS_URL is not set - the project's own Redis on a unix
+# socket under var/. Every process runs under supervisord, which restarts
+# one that dies; Ctrl-C stops them all. Needs only python3.11. Configure
+# with environment variables or .env.
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/venv.sh requirements.txt
@@ -12,12 +14,12 @@ python manage.py sync_artifacts
 python manage.py bootstrap_demo
 python manage.py collectstatic --noinput -v0
 
-procs="ingest web ws worker beat"
+roles="ingest web worker beat"
 if python -m mlserving.embedded_redis --needed; then
-  procs="redis $procs"
+  roles="redis $roles"
 fi
-echo "run.sh: starting $procs" >&2
+echo "run.sh: starting $roles under supervisord" >&2
 echo "run.sh: http://${HOST:-127.0.0.1}:${WEB_PORT:-8000}/  (API docs at /docs, admin at /admin/)" >&2
 # Prometheus counters of an earlier run would be summed with this one.
 rm -rf "${PROMETHEUS_MULTIPROC_DIR:-${VAR_DIR:-var}/prometheus}"
-exec honcho -f Procfile start $procs
+exec python -m mlserving.supervise $roles

@@ -1,4 +1,6 @@
-"""ASGI entry point: websockets (Channels) and the same HTTP routes."""
+"""ASGI entry point: what every web process serves (Procfile `web`). The
+HTTP front (mlserving/front.py) answers /predict and /feedback itself and
+hands every other HTTP route to Django and websockets to Channels."""
 
 import os
 
@@ -9,26 +11,44 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlserving.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import (  # noqa: E402
-    AllowedHostsOriginValidator,
-)
+from channels.routing import URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.db import connections  # noqa: E402
 
-from mlserving.dataplane.serving import warmup_in_background  # noqa: E402
+from mlserving.dataplane import endpoints, serving  # noqa: E402
+from mlserving.dataplane.offload import in_io_thread  # noqa: E402
+from mlserving.front import Front, exit_with_parent  # noqa: E402
 from mlserving.routing import websocket_urlpatterns  # noqa: E402
+from monitoring import endpoints as monitoring_endpoints  # noqa: E402
+from monitoring.events import writer  # noqa: E402
 from monitoring.roles import role_register  # noqa: E402
 
-role_register("ws")
-# The ASGI process serves the HTTP routes too: load the active versions.
-# ASGI servers import this module inside their event loop, where Django
-# forbids database calls, hence a thread.
-warmup_in_background()
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
-    }
+async def _start() -> None:
+    role_register("web")
+    exit_with_parent()
+    # Loaded before the process takes its first request (the listening
+    # socket is the server master's: meanwhile the other workers answer).
+    await in_io_thread(serving.warmup)
+
+
+async def _stop() -> None:
+    # What the event buffer holds is written before the process exits.
+    await in_io_thread(writer.close)
+    await in_io_thread(connections.close_all)
+
+
+application = Front(
+    django=django_asgi_app,
+    websocket=AllowedHostsOriginValidator(
+        AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+    ),
+    routes={
+        ("POST", "/predict"): endpoints.predict,
+        ("POST", "/feedback"): monitoring_endpoints.feedback_post,
+    },
+    json_only=("/feedback",),
+    exempt=("/health",),
+    on_startup=[_start],
+    on_shutdown=[_stop],
 )

@@ -25,11 +25,18 @@ class ApiClient:
         return "api-key"
 
 
+def presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
+    """The API key a request presents: `Authorization: Bearer <key>`, else
+    `X-API-Key: <key>`."""
+    if authorization and authorization.startswith("Bearer "):
+        return authorization[7:].strip()
+    return x_api_key
+
+
 def _presented_key(request) -> str | None:
-    header = request.META.get("HTTP_AUTHORIZATION", "")
-    if header.startswith("Bearer "):
-        return header[7:].strip()
-    return request.META.get("HTTP_X_API_KEY")
+    return presented_key(
+        request.META.get("HTTP_AUTHORIZATION"), request.META.get("HTTP_X_API_KEY")
+    )
 
 
 def key_is_valid(key: str) -> bool:

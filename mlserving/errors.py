@@ -11,14 +11,17 @@ to the same shape here, so a client never has to parse HTML.
 
 import logging
 import uuid
+from dataclasses import dataclass
 
 import orjson
+from django.conf import settings
 from django.core.exceptions import (
     PermissionDenied,
     RequestDataTooBig,
     SuspiciousOperation,
 )
 from django.http import Http404, HttpResponse
+from django.views import defaults
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
 
@@ -146,21 +149,31 @@ def _drf_message(exc: drf_exceptions.APIException) -> tuple[str, dict]:
     return str(detail), {}
 
 
-def exception_handler(exc, context):
-    """DRF's EXCEPTION_HANDLER: every error becomes the one JSON shape."""
-    request = context.get("request")
+@dataclass(frozen=True, slots=True)
+class ErrorParts:
+    status_code: int
+    code: str
+    message: str
+    details: dict
+    headers: dict
+
+
+def error_parts(exc: Exception) -> ErrorParts | None:
+    """Status, code, message, details and headers of an error a client may
+    see (ours or DRF's); None for anything else (a 500)."""
     if isinstance(exc, ApplicationError):
-        return error_response(
-            exc.status_code, exc.code, exc.message, exc.details, request
-        )
+        headers = {}
+        if getattr(exc, "retry_after", None):
+            headers["Retry-After"] = str(exc.retry_after)
+        return ErrorParts(exc.status_code, exc.code, exc.message, exc.details, headers)
     if isinstance(exc, RequestDataTooBig):
-        return _too_big(request)
-    if isinstance(exc, (Http404, drf_exceptions.NotFound)):
-        return error_response(404, "not_found", "Not found.", None, request)
-    if isinstance(exc, (PermissionDenied,)):
-        return error_response(
-            403, "permission_denied", "Permission denied.", None, request
+        return error_parts(
+            PayloadTooLarge.body_over(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
         )
+    if isinstance(exc, (Http404, drf_exceptions.NotFound)):
+        return ErrorParts(404, "not_found", "Not found.", {}, {})
+    if isinstance(exc, PermissionDenied):
+        return ErrorParts(403, "permission_denied", "Permission denied.", {}, {})
     if isinstance(exc, drf_exceptions.APIException):
         code, status_code = "error", exc.status_code
         for cls, (mapped, mapped_status) in _DRF_CODES.items():
@@ -168,32 +181,42 @@ def exception_handler(exc, context):
                 code, status_code = mapped, mapped_status
                 break
         message, details = _drf_message(exc)
-        response = error_response(status_code, code, message, details, request)
+        headers = {}
         if getattr(exc, "wait", None):
-            response["Retry-After"] = str(int(exc.wait))
-        if isinstance(exc, drf_exceptions.MethodNotAllowed):
-            view = context.get("view")
-            if view is not None:
-                response["Allow"] = ", ".join(view.allowed_methods)
-        return response
+            headers["Retry-After"] = str(int(exc.wait))
+        return ErrorParts(status_code, code, message, details, headers)
     if isinstance(exc, SuspiciousOperation):
+        return ErrorParts(400, "bad_request", str(exc) or "Bad request.", {}, {})
+    return None
+
+
+def exception_handler(exc, context):
+    """DRF's EXCEPTION_HANDLER: every error becomes the one JSON shape."""
+    request = context.get("request")
+    parts = error_parts(exc)
+    if parts is None:
+        request_id = getattr(request, "request_id", None) or uuid.uuid4().hex
+        logger.exception("unhandled error, request_id=%s", request_id)
         return error_response(
-            400, "bad_request", str(exc) or "Bad request.", None, request
+            500,
+            "internal_error",
+            "Internal server error; the request id is in the server log.",
+            {"request_id": request_id},
+            request,
         )
-    request_id = getattr(request, "request_id", None) or uuid.uuid4().hex
-    logger.exception("unhandled error, request_id=%s", request_id)
-    return error_response(
-        500,
-        "internal_error",
-        "Internal server error; the request id is in the server log.",
-        {"request_id": request_id},
-        request,
+    response = error_response(
+        parts.status_code, parts.code, parts.message, parts.details, request
     )
+    for name, value in parts.headers.items():
+        response[name] = value
+    if isinstance(exc, drf_exceptions.MethodNotAllowed):
+        view = context.get("view")
+        if view is not None:
+            response["Allow"] = ", ".join(view.allowed_methods)
+    return response
 
 
 def _too_big(request) -> HttpResponse:
-    from django.conf import settings
-
     exc = PayloadTooLarge.body_over(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
     return error_response(exc.status_code, exc.code, exc.message, exc.details, request)
 
@@ -210,24 +233,18 @@ def bad_request(request, exception=None):
     if isinstance(exception, RequestDataTooBig):
         return _too_big(request)
     if _wants_html(request):
-        from django.views import defaults
-
         return defaults.bad_request(request, exception)
     return error_response(400, "bad_request", "Bad request.", None, request)
 
 
 def permission_denied(request, exception=None):
     if _wants_html(request):
-        from django.views import defaults
-
         return defaults.permission_denied(request, exception)
     return error_response(403, "permission_denied", "Permission denied.", None, request)
 
 
 def page_not_found(request, exception=None):
     if _wants_html(request):
-        from django.views import defaults
-
         return defaults.page_not_found(request, exception)
     return error_response(
         404,
@@ -240,8 +257,6 @@ def page_not_found(request, exception=None):
 
 def server_error(request):
     if _wants_html(request):
-        from django.views import defaults
-
         return defaults.server_error(request)
     return error_response(
         500, "internal_error", "Internal server error.", None, request

@@ -1,4 +1,4 @@
-"""Websocket routes, served by the ASGI process behind the auth middleware
+"""Websocket routes, served by the web processes behind the auth middleware
 and the origin check in mlserving/asgi.py."""
 
 from django.urls import path

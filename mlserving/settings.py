@@ -214,8 +214,14 @@ MLSERVING = {
     "MAX_MODELS_IN_MEMORY": env.int("MAX_MODELS_IN_MEMORY", 3),
     "AB_TEST_ENABLED": env.bool("AB_TEST_ENABLED", False),
     "AB_TEST_SPLIT_RATIO": env.float("AB_TEST_SPLIT_RATIO", 0.5),
+    # HTTP requests at once per web process; past it the front answers 503
+    # with Retry-After at once (mlserving/front.py).
     "MAX_CONCURRENT_REQUESTS": env.int("MAX_CONCURRENT_REQUESTS", 100),
     "REQUEST_TIMEOUT": env.float("REQUEST_TIMEOUT", 30.0),
+    # Seconds a request body may take to arrive (408 past it), and a
+    # request's headers after its first byte (the connection is closed).
+    "REQUEST_BODY_TIMEOUT": env.float("REQUEST_BODY_TIMEOUT", 10.0),
+    "HEADER_TIMEOUT": env.float("HEADER_TIMEOUT", 10.0),
     "PREDICTION_CACHE_TTL": env.float("PREDICTION_CACHE_TTL", 300.0),
     "PREDICTION_CACHE_SIZE": env.int("PREDICTION_CACHE_SIZE", 10000),
     "MAX_BATCH_ROWS": env.int("MAX_BATCH_ROWS", 1000),
@@ -270,10 +276,9 @@ MONITORING = {
     "SNAPSHOT_MINUTES": env.int("SNAPSHOT_MINUTES", 15),
     # Default window of GET /metrics.
     "METRICS_WINDOW": env.str("METRICS_WINDOW", "1h"),
-    # Absolute ws:// or wss:// URL of /ws/metrics/ as browsers reach it
-    # (behind a proxy); blank: this host on WS_PORT.
+    # Absolute ws:// or wss:// URL of /ws/metrics/ as browsers reach it,
+    # when a proxy routes it elsewhere; blank: the page's own origin.
     "WEBSOCKET_URL": env.str("WEBSOCKET_URL", ""),
-    "WS_PORT": env.int("WS_PORT", 8001),
     # The background writer thread; tests write synchronously instead.
     "EVENT_WRITER_THREAD": True,
     # Unix socket of this host's event ingest process (`manage.py

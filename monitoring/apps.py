@@ -3,6 +3,8 @@ from django.db.models.signals import post_migrate
 
 
 def _ensure_schedules(sender, using="default", **kwargs) -> None:
+    # Imported when called: apps.py loads before the app registry is ready
+    # to import models.
     from monitoring.schedules import monitoring_schedules_ensure
 
     monitoring_schedules_ensure()

@@ -98,12 +98,15 @@ def feedback_record(
     converted: bool | None = None,
     reward: float | None = None,
     true_label: str | int | None = None,
+    wait: float | None = None,
 ) -> FeedbackResult:
-    """Record feedback for one prediction. NotFound (404) for an unknown
-    request id, ValidationFailed (422) without any field or for a label on
-    a batch, Conflict (409) when it contradicts what was recorded or the
-    prediction failed."""
-    event = prediction_find(request_id=request_id)
+    """Record feedback for one prediction. NotFound (404) for a request id
+    not logged within `wait` seconds (default FEEDBACK_WAIT; callers on an
+    event loop pass 0 and wait between tries themselves),
+    ValidationFailed (422) without any field or for a label on a batch,
+    Conflict (409) when it contradicts what was recorded or the prediction
+    failed."""
+    event = prediction_find(request_id=request_id, wait=wait)
     values = _values(
         event, {"converted": converted, "reward": reward, "true_label": true_label}
     )

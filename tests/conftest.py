@@ -23,6 +23,7 @@ from experiments.schedules import experiments_schedules_ensure
 from mlserving import redis_url
 from mlserving.dataplane import serving
 from mlserving.embedded_redis import EmbeddedRedis
+from mlserving.supervise import procfile_read
 from monitoring.events import writer as event_writer
 from monitoring.schedules import monitoring_schedules_ensure
 from registry import services
@@ -165,7 +166,9 @@ def database_url_of_test_db() -> str:
 
 
 class ServerProcess:
-    """One real granian WSGI server on 127.0.0.1 running this project."""
+    """One real web server on 127.0.0.1 running this project: the
+    Procfile's `web` command (uvicorn with the HTTP front: HTTP and
+    websockets on one port)."""
 
     def __init__(self, env: dict, port: int | None = None, workers: int = 1):
         self.port = port or free_port()
@@ -177,33 +180,26 @@ class ServerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
     def command(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "granian",
-            "--interface",
-            "wsgi",
-            "--workers",
-            str(self.workers),
-            "--runtime-mode",
-            "st",
-            "--blocking-threads",
-            "1",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--no-access-log",
-            "mlserving.wsgi:application",
-        ]
+        return ["/bin/sh", "-c", f"exec {procfile_command('web')}"]
 
     def start(self, timeout: float = 30.0) -> "ServerProcess":
         self.log = open(Path(self.env["VAR_DIR"]) / f"server-{self.port}.log", "w")
+        env = {
+            **self.env,
+            "HOST": "127.0.0.1",
+            "WEB_PORT": str(self.port),
+            "WEB_WORKERS": str(self.workers),
+            "PATH": f"{Path(sys.executable).parent}:{self.env.get('PATH', '')}",
+        }
         self.process = subprocess.Popen(
             self.command(),
             cwd=ROOT,
-            env=self.env,
+            env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
@@ -227,11 +223,16 @@ class ServerProcess:
         if self.process and self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(10)
+                self.process.wait(30)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+
+def procfile_command(role: str) -> str:
+    """The Procfile's command line for `role`."""
+    return procfile_read(ROOT / "Procfile")[role]
 
 
 @pytest.fixture
@@ -259,39 +260,15 @@ def server_env(transactional_db, artifacts_root, tmp_path):
     return env
 
 
-class AsgiServerProcess(ServerProcess):
-    """The ASGI app (websockets and the same HTTP routes) under uvicorn, as
-    the Procfile's ws process runs it."""
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    def command(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "mlserving.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--no-access-log",
-        ]
-
-
 @pytest.fixture
 def start_server(server_env):
-    """start_server(**env) -> a granian WSGI server; pass asgi=True for the
-    uvicorn ASGI server (websockets) instead."""
+    """start_server(workers=1, **env) -> a running web server."""
     started: list[ServerProcess] = []
 
     def start(**overrides) -> ServerProcess:
         workers = overrides.pop("workers", 1)
-        kind = AsgiServerProcess if overrides.pop("asgi", False) else ServerProcess
         env = {**server_env, **{k: str(v) for k, v in overrides.items()}}
-        server = kind(env, workers=workers).start()
+        server = ServerProcess(env, workers=workers).start()
         started.append(server)
         return server
 

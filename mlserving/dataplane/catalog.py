@@ -87,13 +87,19 @@ class Catalog:
         """The snapshot as it is, never touching the database."""
         return self._snapshot
 
+    @property
+    def empty(self) -> bool:
+        return self._snapshot is EMPTY
+
+    def local_pending(self) -> bool:
+        """Whether this process committed a registry write the snapshot
+        may not hold yet."""
+        return generation.local_commits() != self._local_seen
+
     def due(self) -> bool:
         """Whether the generation should be checked now: the poll interval
         passed, or this process committed a registry write since."""
-        return (
-            self._clock() >= self._next_check
-            or generation.local_commits() != self._local_seen
-        )
+        return self._clock() >= self._next_check or self.local_pending()
 
     def snapshot(self) -> Snapshot:
         """The current snapshot; checks the generation when it is due.
@@ -113,11 +119,11 @@ class Catalog:
             self._next_check = 0.0
             self._local_seen = -1
 
-    def poll(self) -> None:
+    def poll(self, *, wait: bool = False) -> None:
         """Check the generation and rebuild if it moved. One thread polls;
-        the others keep serving the current snapshot (they wait only when
-        there is none yet)."""
-        if not self._lock.acquire(blocking=self._snapshot is EMPTY):
+        the others keep serving the current snapshot, unless they `wait`
+        for it (always when there is none yet)."""
+        if not self._lock.acquire(blocking=wait or self._snapshot is EMPTY):
             return
         try:
             local = generation.local_commits()

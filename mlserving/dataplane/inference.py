@@ -9,7 +9,6 @@ comes from the in-process catalog, the runtime from the in-process LRU,
 and the event goes to a buffer that monitoring writes in the background.
 """
 
-import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,47 +19,23 @@ from django.core.exceptions import RequestDataTooBig
 
 from mlserving.conf import app_settings
 from mlserving.dataplane import codecs, routing
+from mlserving.dataplane.catalog import Snapshot
 from mlserving.dataplane.events import prediction_event
+from mlserving.dataplane.offload import in_inference_thread, in_io_thread
 from mlserving.dataplane.routing import Target
 from mlserving.dataplane.serving import (
     catalog,
+    costs,
+    freshness,
     prediction_cache,
     runtimes,
     shadow_runner,
 )
-from mlserving.errors import (
-    ApplicationError,
-    Overloaded,
-    PayloadTooLarge,
-    RequestTimeout,
-)
+from mlserving.errors import ApplicationError, PayloadTooLarge, RequestTimeout
 from monitoring import events
 from registry.errors import FeatureCountMismatch
 
 CHUNK_ROWS = 256
-_inflight = 0
-_inflight_lock = threading.Lock()
-
-
-@contextmanager
-def _admission():
-    """At most MAX_CONCURRENT_REQUESTS predictions at once per process;
-    past that, 503 at once rather than a queue that times out."""
-    global _inflight
-    limit = app_settings.MAX_CONCURRENT_REQUESTS
-    with _inflight_lock:
-        if _inflight >= limit:
-            raise Overloaded(
-                f"This server process is already running {limit} "
-                "predictions (MAX_CONCURRENT_REQUESTS); retry shortly.",
-                details={"limit": limit, "retry_after_seconds": 1},
-            )
-        _inflight += 1
-    try:
-        yield
-    finally:
-        with _inflight_lock:
-            _inflight -= 1
 
 
 @dataclass(slots=True)
@@ -78,9 +53,9 @@ class Call:
         return (time.perf_counter() - self.started) * 1e3
 
 
-def decode(call: Call, read_body) -> routing.Choice:
+def decode(call: Call, read_body, snapshot: Snapshot) -> routing.Choice:
     """Read, check and decode the body (`read_body()`), and choose where it
-    goes (memory only)."""
+    goes in `snapshot` (memory only)."""
     try:
         body = read_body()
     except RequestDataTooBig:
@@ -92,7 +67,7 @@ def decode(call: Call, read_body) -> routing.Choice:
         body, max_rows=app_settings.MAX_BATCH_ROWS
     )
     return routing.choose(
-        catalog.snapshot(),
+        snapshot,
         model=request.model,
         version=request.model_version,
         use_experiment=request.use_ab_testing,
@@ -118,10 +93,18 @@ def checked_rows(call: Call) -> np.ndarray:
     return rows
 
 
-def infer(runtime, rows: np.ndarray, started: float):
-    """One infer call for up to CHUNK_ROWS rows; a larger batch runs in
-    chunks and stops between them once REQUEST_TIMEOUT has passed (a
-    running scikit-learn call cannot be interrupted)."""
+def infer(call: Call, rows: np.ndarray):
+    """Labels and probabilities of the target for `rows`: one infer call
+    for up to CHUNK_ROWS rows; a larger batch runs in chunks and stops
+    between them once REQUEST_TIMEOUT has passed (a running scikit-learn
+    call cannot be interrupted). Teaches `costs` what it took."""
+    runtime, began = call.target.runtime, time.perf_counter()
+    result = _infer_chunked(runtime, rows, call.started)
+    costs.observe(call.target.version.id, len(rows), time.perf_counter() - began)
+    return result
+
+
+def _infer_chunked(runtime, rows: np.ndarray, started: float):
     if len(rows) <= CHUNK_ROWS:
         return runtime.infer(rows)
     deadline = started + app_settings.REQUEST_TIMEOUT
@@ -243,14 +226,48 @@ def prediction_serve(
     errors included, leaves a prediction event behind.
     """
     call = Call(request_id, started, arrived, subject_header)
-    with failures_recorded(call), _admission():
-        choice = decode(call, read_body)
+    with failures_recorded(call):
+        choice = decode(call, read_body, catalog.snapshot())
         call.target = routing.resolve(choice, runtimes.get)
         rows = checked_rows(call)
         key = cache_key(call, rows)
         hit = prediction_cache.get(key)
         if hit is None:
-            labels, proba = infer(call.target.runtime, rows, started)
+            labels, proba = infer(call, rows)
+            prediction_cache.put(key, (labels, proba))
+        else:
+            labels, proba = hit
+    return respond(call, rows, labels, proba, cached=hit is not None)
+
+
+async def prediction_serve_async(
+    *,
+    body: bytes,
+    request_id: str,
+    started: float,
+    arrived: float,
+    subject_header: str | None = None,
+) -> bytes:
+    """prediction_serve() for an event loop: the same steps and answers,
+    with nothing on the loop that waits. The catalog is kept fresh in the
+    background, a model that must be loaded is loaded in a thread, and a
+    call expected to take longer than offload.INLINE_BUDGET_SECONDS runs
+    on the inference thread."""
+    call = Call(request_id, started, arrived, subject_header)
+    with failures_recorded(call):
+        choice = decode(call, lambda: body, await freshness.snapshot())
+        target = routing.resolve(choice, runtimes.loaded)
+        if target is None:
+            target = await in_io_thread(routing.resolve, choice, runtimes.get)
+        call.target = target
+        rows = checked_rows(call)
+        key = cache_key(call, rows)
+        hit = prediction_cache.get(key)
+        if hit is None:
+            if costs.inline(target.version.id, len(rows)):
+                labels, proba = infer(call, rows)
+            else:
+                labels, proba = await in_inference_thread(infer, call, rows)
             prediction_cache.put(key, (labels, proba))
         else:
             labels, proba = hit

@@ -4,12 +4,14 @@ status /health and /models report."""
 
 import logging
 import threading
+import time
 
 import numpy as np
 from django.db import DatabaseError, connections
 
 from experiments.services import experiments_from_settings
 from mlserving.dataplane.catalog import Catalog, Snapshot
+from mlserving.dataplane.offload import Freshness, InferenceCosts
 from mlserving.dataplane.prediction_cache import PredictionCache
 from mlserving.dataplane.routing import Choice, Routing, resolve
 from mlserving.dataplane.runtimes import Runtimes
@@ -23,10 +25,15 @@ catalog = Catalog()
 runtimes = Runtimes()
 prediction_cache = PredictionCache()
 shadow_runner = ShadowRunner(runtimes.get)
+# For the event loop of the HTTP front (mlserving/front.py).
+freshness = Freshness(catalog)
+costs = InferenceCosts()
 
 
 def _on_catalog_change(old: Snapshot, new: Snapshot) -> None:
-    runtimes.catalog_changed(serving=new.serving_ids(), servable=new.servable_ids())
+    servable = new.servable_ids()
+    runtimes.catalog_changed(serving=new.serving_ids(), servable=servable)
+    costs.forget(servable)
 
 
 catalog.on_change(_on_catalog_change)
@@ -75,10 +82,22 @@ def warmup() -> list[str]:
     for entry in targets:
         if entry.n_features:
             try:
-                runtimes.get(entry).infer(np.zeros((1, entry.n_features)))
+                _warm_and_time(entry)
             except Exception:
                 logger.exception("warm-up inference of %s failed", entry.label)
     return [entry.label for entry in targets]
+
+
+def _warm_and_time(entry: VersionEntry) -> None:
+    """A first call pays one-time costs; the next ones tell the front how
+    long this version's one-row call takes."""
+    runtime = runtimes.get(entry)
+    row = np.zeros((1, entry.n_features))
+    runtime.infer(row)
+    for _ in range(3):
+        began = time.perf_counter()
+        runtime.infer(row)
+        costs.observe(entry.id, 1, time.perf_counter() - began)
 
 
 def warmup_in_background() -> threading.Thread:

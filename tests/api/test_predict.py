@@ -206,13 +206,6 @@ def test_too_many_rows_is_413(client, two_versions, settings):
     assert response.json()["error"]["code"] == "too_many_rows"
 
 
-def test_overload_is_503(client, two_versions, settings):
-    settings.MLSERVING = {**settings.MLSERVING, "MAX_CONCURRENT_REQUESTS": 0}
-    response = post(client, {"features": SEED_FEATURES})
-    assert response.status_code == 503
-    assert response.json()["error"]["code"] == "overloaded"
-
-
 def test_wrong_method_is_405_json(client, two_versions):
     response = client.get("/predict")
     assert response.status_code == 405

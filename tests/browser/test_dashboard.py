@@ -1,6 +1,6 @@
 """The dashboard in a real browser against real server processes: the page
-from granian (as the Procfile's web process), the live metrics from the
-uvicorn ASGI process on another port, rollups broadcast through Redis."""
+from one web server (the Procfile's web process), the live metrics from the
+websocket of a second one, rollups broadcast through Redis."""
 
 import json
 import os
@@ -18,7 +18,7 @@ from experiments import services as experiment_services
 from monitoring import services
 from monitoring.models import PredictionEvent
 from tests.browser.conftest import CHROMIUM, in_thread
-from tests.conftest import SEED_FEATURES, AsgiServerProcess, expected_label, free_port
+from tests.conftest import SEED_FEATURES, ServerProcess, expected_label, free_port
 
 if not CHROMIUM.exists() and os.environ.get("CI") != "true":
     pytest.skip(f"{CHROMIUM} is not installed", allow_module_level=True)
@@ -77,10 +77,12 @@ def messages(page) -> int:
 
 @pytest.fixture
 def servers(two_versions, redis_service, start_server, settings, server_env):
-    """(web, ws): granian serving the page, uvicorn serving /ws/metrics/."""
+    """(web, ws): two web servers on one database, the page from one and
+    its websocket from the other (as behind a proxy that routes /ws/
+    elsewhere), so the socket can go away while the page stays."""
     # The system sampler, run here, reads the servers' process roles.
     settings.VAR_DIR = Path(server_env["VAR_DIR"])
-    ws = start_server(asgi=True)
+    ws = start_server()
     web = start_server(WEBSOCKET_URL=f"{ws.ws_url}/ws/metrics/")
     return web, ws
 
@@ -89,7 +91,7 @@ def test_dashboard_predicts_and_draws_live_metrics(servers, dashboard_page, esti
     web, ws = servers
     page = dashboard_page.page
 
-    # given: the dashboard, connected to the ASGI process's websocket
+    # given: the dashboard, connected to the second server's websocket
     page.goto(f"{web.url}/")
     assert page.locator("body").get_attribute("data-ws-url") == (
         f"ws://127.0.0.1:{ws.port}/ws/metrics/"
@@ -113,7 +115,7 @@ def test_dashboard_predicts_and_draws_live_metrics(servers, dashboard_page, esti
     expect(result).to_contain_text(f"prediction {label} (confidence")
 
     # when: more traffic through the API (6 on v1.0, 3 on v2.0, 2 refused)
-    # and a rollup run, which broadcasts through Redis to the ASGI process
+    # and a rollup run, which broadcasts through Redis to the web servers
     for i in range(6):
         row = [x + i for x in SEED_FEATURES]
         assert (
@@ -189,7 +191,7 @@ def test_dashboard_predicts_and_draws_live_metrics(servers, dashboard_page, esti
         re.compile(r"^reconnecting in \d+ s…$")
     )
     # when: it is back on the same port
-    again = AsgiServerProcess(ws.env, port=ws.port)
+    again = ServerProcess(ws.env, port=ws.port)
     try:
         before = messages(page)
         again.start()
@@ -281,7 +283,7 @@ def test_experiment_panel_updates_live(
     # the 40 routed requests were also answered by the shadow
     events_stored(answers + 40)
     # and: a rollup, then the experiments' evaluation, which broadcasts
-    # their status through Redis to the ASGI process
+    # their status through Redis to the web servers
     before = page.evaluate("window.dashboard.messageTypes.experiments || 0")
     assert in_thread(services.rollup_run).broadcast is True
     report = in_thread(experiment_services.experiments_evaluate)

@@ -1,6 +1,6 @@
-"""Experiments on real processes: a 2-process granian server, the uvicorn
-ASGI server, a Celery worker and beat against real Redis. A version that
-raises on every prediction runs as an arm; the beat-scheduled rollup
+"""Experiments on real processes: a 2-worker web server, a second one for
+the websocket, a Celery worker and beat against real Redis. A version that
+raises on every prediction runs as an arm; the beat-scheduled evaluation
 pauses it, and clients stop seeing errors."""
 
 import threading
@@ -71,7 +71,7 @@ def test_a_failing_arm_is_paused_within_one_rollup_interval(
     all_schedules_ensure()
     env = dict(server_env)
     web = start_server(workers=2)
-    ws = start_server(asgi=True)
+    ws = start_server()
     start_celery("worker", env)
     start_celery("beat", env)
     listener = listen(f"{ws.ws_url}/ws/metrics/")

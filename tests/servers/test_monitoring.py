@@ -1,5 +1,6 @@
-"""Monitoring end to end on real processes: granian (web), uvicorn (ws),
-a Celery worker and beat against real Redis, on the test database.
+"""Monitoring end to end on real processes: web servers (the Procfile's
+uvicorn with the HTTP front), a Celery worker and beat against real
+Redis, on the test database.
 
 predictions -> event writer thread -> PredictionEvent rows -> beat ->
 rollup task on the worker -> MetricRollup rows -> channel layer -> the
@@ -91,7 +92,7 @@ def stack(
         env = {**server_env, **{k: str(v) for k, v in overrides.items()}}
         start_ingest(env)
         web = start_server(workers=2, **overrides)
-        ws = start_server(asgi=True, **overrides)
+        ws = start_server(**overrides)
         worker = start_celery("worker", env)
         beat = start_celery("beat", env)
         return web, ws, worker, beat, env
@@ -124,7 +125,7 @@ def test_ten_thousand_predictions_roll_up_exactly_through_a_worker_kill(
     )
     assert PredictionEvent.objects.count() == 10_000
     assert MetricRollup.objects.aggregate(e=Sum("errors"))["e"] == 0
-    # and a dashboard connected to the ws process saw the rollups arrive
+    # and a dashboard connected to a websocket saw the rollups arrive
     pushed = listener.wait_for(
         lambda _, m: (
             m["type"] == "rollups"

@@ -1,4 +1,4 @@
-"""Real server processes (granian, as in the Procfile) on one database."""
+"""Real server processes (the Procfile's web command) on one database."""
 
 import os
 import signal
