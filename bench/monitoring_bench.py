@@ -5,7 +5,7 @@ Three figures, measured in one run, each in its own temporary directory
 (own VAR_DIR, database, ARTIFACTS_ROOT, Redis socket; the repository's var/
 and artifacts/ are never touched):
 
-1. Cost on /predict. granian servers with the Procfile's flags (2
+1. Cost on /predict. Web servers (the Procfile's web process, 2
    workers, DEBUG off, PREDICTION_CACHE_TTL=0), one per mode: ``off``
    (MONITORING_ENABLED=false), ``on`` (with the Procfile's ingest process,
    in the server's session) and, with ``--modes off,on,on-local``, on
@@ -34,7 +34,7 @@ and artifacts/ are never touched):
    the monitoring-on server reached in part 1 (the costliest steady run).
    sum(MetricRollup.count) and sum(errors) are checked against what was
    inserted.
-3. Prediction to dashboard. The whole stack (granian web, uvicorn ws,
+3. Prediction to dashboard. The whole stack (web with websockets,
    the ingest process, Celery worker and beat, the embedded Redis on a
    socket in the temp dir, ROLLUP_INTERVAL=2, DEBUG on so an anonymous
    websocket may watch), a websocket client on /ws/metrics/, then ``--probes`` single predictions
@@ -43,7 +43,7 @@ and artifacts/ are never touched):
    whose row for that version and minute counts it, and when its event
    reached the database. Then the same for ``--push-load`` seconds while
    wrk loads v1.0 at 16 connections (probes on v2.0). ``--browser`` also
-   times the dashboard page (/ of the ws process) in headless Chromium.
+   times the dashboard page (/ of the web server) in headless Chromium.
    Compared with ROLLUP_INTERVAL + 1 s.
 
 Django code runs in subprocesses of this script (``--_worker``) with the
@@ -203,7 +203,7 @@ def _mode_env(mode: str, env: dict, workdir: Path) -> dict:
 
 
 def _mode_command(mode: str, port: int, workers: int) -> list[str]:
-    command = pb.granian_command(port, workers)
+    command = pb.web_command(port, workers)
     if mode == "on":
         # the Procfile's ingest process, in the server's session: its CPU
         # counts in the server's CPU per request
@@ -400,7 +400,7 @@ def bench_onoff(kit: Path, root: Path, args: argparse.Namespace) -> dict:
 def report_onoff(result: dict) -> None:
     print()
     print(
-        f"1. POST /predict, monitoring on vs off: granian {result['workers']} "
+        f"1. POST /predict, monitoring on vs off: web {result['workers']} "
         f"workers, v1.0 (LogisticRegression), cache off, {result['rounds']} "
         f"rounds of {result['seconds']} s per mode and connection count, "
         "fresh servers every round, the order of the modes rotating; medians, "
@@ -1234,14 +1234,13 @@ def bench_push(root: Path, args: argparse.Namespace) -> dict:
     workdir = root / "push"
     workdir.mkdir()
     socket_path = workdir / "redis.sock"
-    web_port, ws_port = pb.free_ports(), pb.free_ports()
+    web_port = pb.free_ports()
     env = pb.django_env(workdir, cache_ttl=0)
     env.pop("EMBEDDED_REDIS")
     env.update(
         DEBUG="true",  # an anonymous websocket may watch
         REDIS_URL=f"unix://{socket_path}?db=0",
         ROLLUP_INTERVAL=str(args.rollup_interval),
-        WS_PORT=str(ws_port),
         LOG_LEVEL="INFO",
     )
     pb.manage(env, "migrate", "--noinput", "-v0")  # creates the beat schedules
@@ -1250,18 +1249,7 @@ def bench_push(root: Path, args: argparse.Namespace) -> dict:
     celery = [str(PYTHON), "-m", "celery", "-A", "mlserving"]
     commands = {
         "ingest": [str(PYTHON), "manage.py", "ingest_events"],
-        "web": pb.granian_command(web_port, args.workers),
-        "ws": [
-            str(PYTHON),
-            "-m",
-            "uvicorn",
-            "mlserving.asgi:application",
-            "--host",
-            HOST,
-            "--port",
-            str(ws_port),
-            "--no-access-log",
-        ],
+        "web": pb.web_command(web_port, args.workers),
         "worker": [*celery, "worker", "--loglevel", "INFO", "--concurrency", "2"],
         "beat": [*celery, "beat", "--loglevel", "INFO"],
     }
@@ -1288,17 +1276,14 @@ def bench_push(root: Path, args: argparse.Namespace) -> dict:
             stack.enter_context(pb.running(server))
             servers[name] = server
         servers["web"].wait_ready(f"{web}/health", timeout=args.start_timeout)
-        servers["ws"].wait_ready(
-            f"http://{HOST}:{ws_port}/health", timeout=args.start_timeout
-        )
-        listener = Listener(f"ws://{HOST}:{ws_port}/ws/metrics/").start()
+        listener = Listener(f"ws://{HOST}:{web_port}/ws/metrics/").start()
         stack.callback(listener.stop)
         snapshot = listener.wait_for(
             lambda m: m.get("type") == "snapshot", since=0, timeout=30
         )
         if snapshot is None:
             raise BenchError(
-                f"no snapshot from the websocket:\n{pb.tail(workdir / 'ws.log')}"
+                f"no snapshot from the websocket:\n{pb.tail(workdir / 'web.log')}"
             )
         prober = Prober(web, listener, interval)
         stack.callback(prober.close)
@@ -1323,8 +1308,8 @@ def bench_push(root: Path, args: argparse.Namespace) -> dict:
         if args.browser:
             if not CHROMIUM.exists():
                 raise BenchError(f"--browser: {CHROMIUM} not found")
-            log(f"opening the dashboard in Chromium: http://{HOST}:{ws_port}/")
-            prober.browser = Browser(f"http://{HOST}:{ws_port}/")
+            log(f"opening the dashboard in Chromium: http://{HOST}:{web_port}/")
+            prober.browser = Browser(f"http://{HOST}:{web_port}/")
             stack.callback(prober.browser.close)
 
         rng = random.Random(7)
@@ -1536,7 +1521,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=",".join(PARTS),
         help="comma-separated parts to run: onoff, rollup, push (default all)",
     )
-    parser.add_argument("--workers", type=int, default=2, help="granian workers (2)")
+    parser.add_argument("--workers", type=int, default=2, help="web workers (2)")
     parser.add_argument(
         "--modes",
         default="off,on",

@@ -10,7 +10,7 @@ touched):
    ``predict_proba`` (what the server computes, under
    ``assume_finite=True``), ``predict`` and both together on the one row of
    the request body; median and p99 in microseconds.
-3. Starts the production HTTP server (granian, WSGI, the Procfile's flags)
+3. Starts the production HTTP server (the Procfile's `web` process)
    on a free 127.0.0.1 port with DEBUG off and the prediction cache off
    (PREDICTION_CACHE_TTL=0, so every request runs the model), waits for
    /health, warms every worker up, samples the server's own
@@ -18,7 +18,13 @@ touched):
    connections for each requested version, and stops the server.
 4. ``--cache``: the same runs once more on a server with the cache on
    (PREDICTION_CACHE_TTL=300), reported as ``ours+cache``.
-5. ``--mlserver``: serves the same joblib file with MLServer 1.7
+5. ``--baseline DIR``: the same runs on another commit's checkout (a git
+   worktree with its own .venv, e.g. the commit before a change), its own
+   Procfile's web process and demo models, labelled ``before``, and the
+   ratios ours/before. ``--rounds N`` alternates ours and before N times
+   and reports per-round figures and their medians (shared machines are
+   noisy; one round can mislead).
+6. ``--mlserver``: serves the same joblib file with MLServer 1.7
    (``mlserver_serve.sh``, Open Inference Protocol body from
    ``v2_body.py 10``), the same wrk runs, and the ratios ours/MLServer.
    ``--mlserver-parallel-workers auto`` (default) gives MLServer 0 workers
@@ -38,6 +44,9 @@ Usage (from the repository root)::
     .venv/bin/python bench/predict_bench.py
     .venv/bin/python bench/predict_bench.py --versions v1.0,v2.0 --mlserver
     .venv/bin/python bench/predict_bench.py --workers 4 --seconds 20 --cache
+    git worktree add /tmp/before 2629ca0 && (cd /tmp/before && ./test.sh --co -q)
+    .venv/bin/python bench/predict_bench.py --versions v1.0,v2.0 --mlserver \
+        --baseline /tmp/before --rounds 3
 
 MLServer's first start creates /tmp/mlserver-venv (pip install; minutes).
 """
@@ -95,6 +104,7 @@ class LoadRun:
     # Ours only: median of the server's processing_time_ms (decode, model,
     # encode inside the view), sampled over sequential requests.
     view_p50_ms: float | None = None
+    round: int = 1
 
 
 @dataclass
@@ -200,15 +210,20 @@ def base_env() -> dict[str, str]:
     }
 
 
-def django_env(workdir: Path, *, cache_ttl: float) -> dict[str, str]:
-    """Environment for manage.py and the server: everything under workdir,
-    DEBUG off, no Redis needed, no API keys, no A/B split."""
+def django_env(
+    workdir: Path, *, cache_ttl: float, checkout: Path = REPO
+) -> dict[str, str]:
+    """Environment for manage.py and the server of `checkout` (this
+    repository, or another commit's worktree with its own .venv):
+    everything under workdir, DEBUG off, no Redis needed, no API keys, no
+    A/B split."""
     env = base_env()
+    venv = checkout / ".venv"
     env.update(
         {
             "DJANGO_SETTINGS_MODULE": "mlserving.settings",
-            "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
-            "VIRTUAL_ENV": str(REPO / ".venv"),
+            "PATH": f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",
+            "VIRTUAL_ENV": str(venv),
             "DEBUG": "false",
             "SECRET_KEY": "predict-bench-not-secret-" + "x" * 40,
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
@@ -235,12 +250,14 @@ def django_env(workdir: Path, *, cache_ttl: float) -> dict[str, str]:
     return env
 
 
-def manage(env: dict[str, str], *args: str, timeout: float = 600) -> None:
-    command = [str(PYTHON), "manage.py", *args]
-    log("$ " + " ".join(command[1:]))
+def manage(
+    env: dict[str, str], *args: str, timeout: float = 600, checkout: Path = REPO
+) -> None:
+    command = [str(checkout / ".venv" / "bin" / "python"), "manage.py", *args]
+    log(f"$ {'' if checkout == REPO else f'({checkout}) '}" + " ".join(command[1:]))
     result = subprocess.run(
         command,
-        cwd=REPO,
+        cwd=checkout,
         env=env,
         capture_output=True,
         text=True,
@@ -527,28 +544,19 @@ def warm_up_mlserver(url: str, body: Path) -> None:
     log(f"MLServer warm-up: {outputs}")
 
 
-def granian_command(port: int, workers: int) -> list[str]:
-    """The Procfile's `web` process (granian, WSGI) on 127.0.0.1:port."""
+def web_command(port: int, workers: int, checkout: Path = REPO) -> list[str]:
+    """The `web` process of `checkout`'s Procfile on 127.0.0.1:port with
+    `workers` workers (a shell expands its ${NAME:-default}s)."""
+    for line in (checkout / "Procfile").read_text().splitlines():
+        if line.startswith("web:"):
+            command = line.split(":", 1)[1].strip()
+            break
+    else:
+        raise BenchError(f"{checkout / 'Procfile'} has no web process")
     return [
-        str(PYTHON),
-        "-m",
-        "granian",
-        "--interface",
-        "wsgi",
-        "--workers",
-        str(workers),
-        "--runtime-mode",
-        "st",
-        "--blocking-threads",
-        "1",
-        "--backpressure",
-        "100",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--no-access-log",
-        "mlserving.wsgi:application",
+        "/bin/sh",
+        "-c",
+        f"HOST={HOST}; WEB_PORT={port}; WEB_WORKERS={workers}; exec {command}",
     ]
 
 
@@ -562,13 +570,14 @@ def bench_ours(
     workers: int,
     seconds: int,
     start_timeout: float,
+    checkout: Path = REPO,
 ) -> list[LoadRun]:
     port = free_ports()
-    command = granian_command(port, workers)
-    env = django_env(workdir, cache_ttl=cache_ttl)
+    command = web_command(port, workers, checkout)
+    env = django_env(workdir, cache_ttl=cache_ttl, checkout=checkout)
     base = f"http://{HOST}:{port}"
     server = Server(
-        label, command, env=env, cwd=REPO, log_path=workdir / f"{label}.log"
+        label, command, env=env, cwd=checkout, log_path=workdir / f"{label}.log"
     )
     runs: list[LoadRun] = []
     with running(server):
@@ -693,18 +702,29 @@ def table(headers: list[str], rows: list[list[str]], *, left: int = 2) -> str:
 def report(runs: list[LoadRun], inproc: dict[str, InProcess], config: dict) -> dict:
     print()
     print(
-        f"POST /predict on loopback: granian WSGI, {config['workers']} "
+        f"POST /predict on loopback: the Procfile's web process, "
+        f"{config['workers']} "
         f"workers, {config['seconds']} s per run, wrk 1 thread on CPU 1, "
         f"{config['cpus']} CPUs, load avg before {config['loadavg_before']}"
     )
     print()
     print(
         table(
-            ["server", "version", "conns", "req/s", "p50 ms", "p99 ms", "errors"],
+            [
+                "server",
+                "version",
+                "round",
+                "conns",
+                "req/s",
+                "p50 ms",
+                "p99 ms",
+                "errors",
+            ],
             [
                 [
                     r.server,
                     r.version,
+                    str(r.round),
                     str(r.conns),
                     f"{r.rps:,.0f}",
                     f"{r.p50_ms:.2f}",
@@ -795,20 +815,23 @@ def report(runs: list[LoadRun], inproc: dict[str, InProcess], config: dict) -> d
             ],
         )
     )
+    medians = median_runs(runs)
     ratios = []
-    theirs = {(r.version, r.conns): r for r in runs if r.server == "mlserver"}
-    for r in runs:
-        other = theirs.get((r.version, r.conns))
-        if r.server != "ours" or other is None:
+    for (server, version, conns), ours in medians.items():
+        other = medians.get(("mlserver", version, conns))
+        if server != "ours" or other is None:
             continue
         ratios.append(
             {
-                "version": r.version,
-                "conns": r.conns,
-                "rps_ratio": r.rps / other.rps if other.rps else None,
-                "p99_ratio": r.p99_ms / other.p99_ms if other.p99_ms else None,
+                "version": version,
+                "conns": conns,
+                "rps_ratio": ours["rps"] / other["rps"] if other["rps"] else None,
+                "p99_ratio": ours["p99_ms"] / other["p99_ms"]
+                if other["p99_ms"]
+                else None,
             }
         )
+    versus_before = before_ratios(runs, medians)
     if ratios:
         print()
         print(
@@ -834,14 +857,100 @@ def report(runs: list[LoadRun], inproc: dict[str, InProcess], config: dict) -> d
                 left=1,
             )
         )
+    if versus_before:
+        print()
+        print(
+            f"Ours / before ({config['baseline']}), same run, medians over "
+            f"{config['rounds']} round(s) (per-round req/s ratios in brackets):"
+        )
+        print(
+            table(
+                [
+                    "version",
+                    "conns",
+                    "ours req/s",
+                    "before req/s",
+                    "req/s ratio",
+                    "ours p99",
+                    "before p99",
+                    "rounds",
+                ],
+                [
+                    [
+                        x["version"],
+                        str(x["conns"]),
+                        f"{x['ours_rps']:,.0f}",
+                        f"{x['before_rps']:,.0f}",
+                        f"{x['rps_ratio']:.2f}",
+                        f"{x['ours_p99_ms']:.2f}",
+                        f"{x['before_p99_ms']:.2f}",
+                        " ".join(f"{r:.2f}" for r in x["rps_ratio_by_round"]),
+                    ]
+                    for x in versus_before
+                ],
+                left=1,
+            )
+        )
     print()
     return {
         "config": config,
         "runs": [asdict(r) for r in runs],
         "inprocess": {v: asdict(i) for v, i in inproc.items()},
         "overhead": overheads,
+        "medians": [
+            {"server": k[0], "version": k[1], "conns": k[2], **v}
+            for k, v in medians.items()
+        ],
         "ratios_ours_over_mlserver": ratios,
+        "ratios_ours_over_before": versus_before,
     }
+
+
+def median_runs(runs: list[LoadRun]) -> dict[tuple, dict]:
+    """(server, version, conns) -> median req/s and p99 over rounds."""
+    grouped: dict[tuple, list[LoadRun]] = {}
+    for r in runs:
+        grouped.setdefault((r.server, r.version, r.conns), []).append(r)
+    return {
+        key: {
+            "rps": statistics.median(r.rps for r in items),
+            "p99_ms": statistics.median(r.p99_ms for r in items),
+            "rounds": len(items),
+        }
+        for key, items in grouped.items()
+    }
+
+
+def before_ratios(runs: list[LoadRun], medians: dict[tuple, dict]) -> list[dict]:
+    """Ours against the --baseline checkout: ratio of medians, and the
+    ratio in each round."""
+    by_round = {(r.server, r.version, r.conns, r.round): r for r in runs}
+    found = []
+    for (server, version, conns), ours in medians.items():
+        before = medians.get(("before", version, conns))
+        if server != "ours" or before is None:
+            continue
+        rounds = sorted(
+            n for (s, v, c, n) in by_round if (s, v, c) == ("ours", version, conns)
+        )
+        found.append(
+            {
+                "version": version,
+                "conns": conns,
+                "ours_rps": ours["rps"],
+                "before_rps": before["rps"],
+                "rps_ratio": ours["rps"] / before["rps"],
+                "ours_p99_ms": ours["p99_ms"],
+                "before_p99_ms": before["p99_ms"],
+                "rps_ratio_by_round": [
+                    by_round[("ours", version, conns, n)].rps
+                    / by_round[("before", version, conns, n)].rps
+                    for n in rounds
+                    if ("before", version, conns, n) in by_round
+                ],
+            }
+        )
+    return found
 
 
 def rounded(value: object) -> object:
@@ -869,7 +978,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="comma-separated demo versions to load (v1.0, v2.0); default %(default)s",
     )
     parser.add_argument(
-        "--workers", type=int, default=2, help="granian workers (default 2)"
+        "--workers", type=int, default=2, help="web workers (default 2)"
     )
     parser.add_argument(
         "--seconds", type=int, default=10, help="seconds per wrk run (10)"
@@ -910,14 +1019,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="seconds to wait for MLServer, venv creation included (600)",
     )
     parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="another commit's checkout (with its .venv) to measure beside "
+        "this one, labelled 'before'",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="rounds of ours (and before) runs, alternating; medians reported",
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="keep the temporary directory"
     )
     args = parser.parse_args(argv)
     args.version_list = [v.strip() for v in args.versions.split(",") if v.strip()]
     if not args.version_list:
         parser.error("--versions is empty")
-    if args.workers < 1 or args.seconds < 1:
-        parser.error("--workers and --seconds must be at least 1")
+    if args.workers < 1 or args.seconds < 1 or args.rounds < 1:
+        parser.error("--workers, --seconds and --rounds must be at least 1")
+    if args.baseline is not None:
+        args.baseline = args.baseline.resolve()
+        python = args.baseline / ".venv" / "bin" / "python"
+        if not (args.baseline / "Procfile").is_file() or not python.exists():
+            parser.error(
+                f"--baseline {args.baseline}: needs a checkout with a Procfile "
+                "and its .venv (run its ./test.sh --co -q once)"
+            )
     if args.mlserver_parallel_workers != "auto" and not (
         args.mlserver_parallel_workers.isdigit()
     ):
@@ -951,7 +1081,28 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         "seconds": args.seconds,
         "start_timeout": args.start_timeout,
     }
-    runs = bench_ours(kit, workdir, label="ours", cache_ttl=0, **common)
+    before_dir = None
+    if args.baseline is not None:
+        before_dir = workdir / "before"
+        before_dir.mkdir()
+        before_env = django_env(before_dir, cache_ttl=0, checkout=args.baseline)
+        manage(before_env, "migrate", "--noinput", "-v0", checkout=args.baseline)
+        manage(before_env, "bootstrap_demo", checkout=args.baseline)
+    runs: list[LoadRun] = []
+    for round_number in range(1, args.rounds + 1):
+        log(f"round {round_number} of {args.rounds}")
+        pair = [("ours", workdir, REPO)]
+        if before_dir is not None:
+            pair.append(("before", before_dir, args.baseline))
+        if round_number % 2 == 0:
+            pair.reverse()  # neither goes first every time
+        for label, directory, checkout in pair:
+            new = bench_ours(
+                kit, directory, label=label, cache_ttl=0, checkout=checkout, **common
+            )
+            for item in new:
+                item.round = round_number
+            runs += new
     if args.cache:
         runs += bench_ours(kit, workdir, label="ours+cache", cache_ttl=300, **common)
     mlserver_workers = {}
@@ -980,6 +1131,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         "prediction_cache_ttl": 0,
         "cache_run": args.cache,
         "mlserver": args.mlserver,
+        "baseline": str(args.baseline) if args.baseline else None,
+        "rounds": args.rounds,
         "mlserver_parallel_workers": mlserver_workers,
         "cpus": os.cpu_count(),
         "loadavg_before": loadavg_before,

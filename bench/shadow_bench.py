@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Does a slow shadow version slow the primary down?
 
-Two granian servers (the Procfile's flags: 2 workers, DEBUG off,
+Two web servers (the Procfile's web process: 2 workers, DEBUG off,
 PREDICTION_CACHE_TTL=0), each on its own SQLite database holding the demo
 models and one running experiment that sends every request to v1.0:
 
@@ -151,7 +151,7 @@ def run(args, root: Path) -> dict:
             port = pb.free_ports()
             server = pb.Server(
                 f"web-{mode}",
-                pb.granian_command(port, args.workers),
+                pb.web_command(port, args.workers),
                 env=env,
                 cwd=pb.REPO,
                 log_path=workdir / "web.log",

@@ -331,6 +331,7 @@ def _error(exc: Exception, request_id: str) -> Response:
 async def _send(send, response: Response, request_id: str) -> None:
     headers = [
         (b"content-type", response.content_type),
+        (b"content-length", str(len(response.body)).encode()),
         (b"x-request-id", request_id.encode()),
         *response.headers,
     ]

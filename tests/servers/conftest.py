@@ -1,5 +1,7 @@
-"""Celery worker and beat as real processes, and a websocket listener."""
+"""Celery worker and beat as real processes, the whole supervised stack,
+and a websocket listener."""
 
+import contextlib
 import json
 import os
 import signal
@@ -10,12 +12,14 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
+import psutil
 import pytest
 import websockets.exceptions
 from websockets.sync.client import connect
 
 from mlserving.redis_url import short_socket_path
-from tests.conftest import ROOT
+from tests.conftest import ROOT, all_schedules_ensure, free_port
 
 
 class CeleryProcess:
@@ -181,3 +185,146 @@ def listen():
     yield start
     for listener in listeners:
         listener.stop()
+
+
+class SupervisedStack:
+    """The Procfile's roles under supervisord, as ./run.sh starts them
+    (python -m mlserving.supervise ROLE...), on the test's database, Redis
+    and VAR_DIR; in its own session so that nothing outlives the test."""
+
+    def __init__(self, env: dict, roles: list[str], log: Path, *, workers: int = 2):
+        self.port = free_port()
+        self.env = {
+            **env,
+            "HOST": "127.0.0.1",
+            "WEB_PORT": str(self.port),
+            "WEB_WORKERS": str(workers),
+            "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
+        }
+        self.roles, self.log_path = roles, log
+        self.conf = Path(env["VAR_DIR"]) / "run" / "supervisord.conf"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> "SupervisedStack":
+        log = open(self.log_path, "a")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mlserving.supervise", *self.roles],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(self.read_log())
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        else:
+            self.stop()
+            raise RuntimeError(f"the stack did not start:\n{self.read_log()}")
+        # every role running, and the web workers all up
+        wait_for_condition(lambda: all(self.pid(r) for r in self.roles), deadline)
+        wait_for_condition(lambda: len(self.web_workers()) == self.workers, deadline)
+        return self
+
+    @property
+    def workers(self) -> int:
+        return int(self.env["WEB_WORKERS"])
+
+    def ctl(self, *args: str) -> str:
+        result = subprocess.run(
+            [
+                str(Path(sys.executable).with_name("supervisorctl")),
+                "-c",
+                str(self.conf),
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=20,
+        )
+        return result.stdout.strip()
+
+    def pid(self, role: str) -> int | None:
+        """The pid of a role's process while supervisord says RUNNING."""
+        status = self.ctl("status", role)
+        if "RUNNING" not in status:
+            return None
+        return int(status.split("pid ", 1)[1].split(",", 1)[0])
+
+    def web_workers(self) -> list[psutil.Process]:
+        """uvicorn's worker processes (not multiprocessing's helpers)."""
+        master = self.pid("web")
+        if master is None:
+            return []
+        try:
+            children = psutil.Process(master).children()
+        except psutil.Error:
+            return []
+        workers = []
+        for child in children:
+            try:
+                if "resource_tracker" not in " ".join(child.cmdline()):
+                    workers.append(child)
+            except psutil.Error:
+                continue
+        return workers
+
+    def read_log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()  # supervisord stops every role
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        if self.process:
+            # anything left in the session (nothing, normally)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+        self.process = None
+
+
+def wait_for_condition(predicate, deadline: float, interval: float = 0.1) -> bool:
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    raise TimeoutError("condition not met in time")
+
+
+@pytest.fixture
+def supervised(two_versions, server_env, redis_service, tmp_path):
+    """supervised(**env) -> a SupervisedStack of ingest, web (2 workers),
+    worker and beat."""
+    all_schedules_ensure()  # transactional tests start from empty tables
+    stacks: list[SupervisedStack] = []
+
+    def start(workers: int = 2, **overrides) -> SupervisedStack:
+        env = {**server_env, **{k: str(v) for k, v in overrides.items()}}
+        stack = SupervisedStack(
+            env,
+            ["ingest", "web", "worker", "beat"],
+            tmp_path / "supervisord.log",
+            workers=workers,
+        ).start()
+        stacks.append(stack)
+        return stack
+
+    yield start
+    for stack in stacks:
+        stack.stop()
