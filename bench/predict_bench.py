@@ -546,18 +546,22 @@ def warm_up_mlserver(url: str, body: Path) -> None:
 
 def web_command(port: int, workers: int, checkout: Path = REPO) -> list[str]:
     """The `web` process of `checkout`'s Procfile on 127.0.0.1:port with
-    `workers` workers (a shell expands its ${NAME:-default}s)."""
+    `workers` workers, as one shell command (it expands the Procfile's
+    ${NAME:-default}s). A web line that starts its workers itself (it reads
+    WEB_WORKERS: a server master, as in older commits) runs once; else it
+    is one worker (mlserving.serve) and runs `workers` times, as
+    supervisord runs it."""
     for line in (checkout / "Procfile").read_text().splitlines():
         if line.startswith("web:"):
             command = line.split(":", 1)[1].strip()
             break
     else:
         raise BenchError(f"{checkout / 'Procfile'} has no web process")
-    return [
-        "/bin/sh",
-        "-c",
-        f"HOST={HOST}; WEB_PORT={port}; WEB_WORKERS={workers}; exec {command}",
-    ]
+    settings = f"HOST={HOST}; WEB_PORT={port}; WEB_WORKERS={workers}"
+    if "WEB_WORKERS" in command:
+        return ["/bin/sh", "-c", f"{settings}; exec {command}"]
+    copies = " ".join([f"{command} &"] * workers)
+    return ["/bin/sh", "-c", f"{settings}; {copies} wait"]
 
 
 def bench_ours(

@@ -158,10 +158,18 @@ class Stack:
         return None
 
     def web_workers(self) -> list[psutil.Process]:
+        """The web worker processes: mlserving.serve processes (one per
+        worker), or the children of an older layout's server master."""
+        workers = []
+        for proc in self.processes():
+            with contextlib.suppress(psutil.Error):
+                if "mlserving.serve" in " ".join(proc.info["cmdline"] or []):
+                    workers.append(proc)
+        if workers:
+            return workers
         master = self.role("web")
         if master is None:
             return []
-        workers = []
         with contextlib.suppress(psutil.Error):
             for child in master.children():
                 with contextlib.suppress(psutil.Error):
@@ -305,8 +313,9 @@ def kill_cases(stack: Stack) -> dict:
         clients = [SteadyClient(stack.url).start() for _ in range(4)]
         time.sleep(3)
         if role == "web worker":
+            # the one with the most clients
             workers = stack.web_workers()
-            victim = workers[0] if workers else None
+            victim = max(workers, key=lambda p: clients_of(p, stack.port), default=None)
         else:
             victim = stack.role(role)
         if victim is None:
@@ -360,6 +369,18 @@ def kill_cases(stack: Stack) -> dict:
         results[role] = entry
         log(f"  {entry}")
     return results
+
+
+def clients_of(process: psutil.Process, port: int) -> int:
+    try:
+        connections = process.net_connections(kind="tcp")
+    except psutil.Error:
+        return 0
+    return sum(
+        1
+        for c in connections
+        if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port
+    )
 
 
 def served_by_new(stack: Stack, dead_pid: int) -> bool:

@@ -27,9 +27,10 @@ from monitoring.roles import role_register  # noqa: E402
 async def _start() -> None:
     role_register("web")
     exit_with_parent()
-    # Loaded before the process takes its first request (the listening
-    # socket is the server master's: meanwhile the other workers answer).
-    await in_io_thread(serving.warmup)
+    # Loaded before the process takes its first request (mlserving.serve
+    # warms up before it binds its socket; another server does it here).
+    if not serving.warmed():
+        await in_io_thread(serving.warmup)
 
 
 async def _stop() -> None:
@@ -48,6 +49,7 @@ application = Front(
         ("POST", "/feedback"): monitoring_endpoints.feedback_post,
     },
     json_only=("/feedback",),
+    refused={"/predict": endpoints.predict_refused},
     exempt=("/health",),
     on_startup=[_start],
     on_shutdown=[_stop],

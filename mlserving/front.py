@@ -1,5 +1,5 @@
-"""The HTTP front: the ASGI application each web process serves (uvicorn,
-Procfile `web`), in front of Django.
+"""The HTTP front: the ASGI application each web worker serves (uvicorn,
+mlserving/serve.py), in front of Django.
 
 It answers the hot routes itself, on the event loop: POST /predict (the
 data plane) and POST /feedback (whose wait for a prediction still being
@@ -18,8 +18,8 @@ it, what keeps a process answering when clients misbehave:
 - idle and slow-header connections are closed by the server's protocol
   (mlserving/uvicorn_protocol.py);
 - lifespan: warm-up before the process takes requests; on shutdown the
-  event buffer is written out; a worker whose server master died drains
-  and exits instead of holding the port.
+  event buffer is written out; a worker whose parent (supervisord) died
+  drains and exits instead of serving on as an orphan.
 
 Why uvicorn, and why these routes run off Django: bench/README.md, "HTTP
 front".
@@ -27,8 +27,6 @@ front".
 
 import asyncio
 import logging
-import multiprocessing
-import multiprocessing.connection
 import os
 import signal
 import threading
@@ -54,6 +52,9 @@ logger = logging.getLogger("mlserving.front")
 
 Route = Callable[[Request], Awaitable[Response]]
 Hook = Callable[[], Awaitable[None]]
+# Told of a request to its path that the front refused itself (overload,
+# a body that never came): (request_id, arrived, started, error).
+Refused = Callable[[str, float, float, ErrorParts], None]
 
 
 class ClientGone(Exception):
@@ -92,6 +93,7 @@ class Front:
         websocket,
         routes: dict[tuple[str, str], Route],
         json_only: Iterable[str] = (),
+        refused: dict[str, Refused] | None = None,
         exempt: Iterable[str] = ("/health",),
         on_startup: Iterable[Hook] = (),
         on_shutdown: Iterable[Hook] = (),
@@ -101,6 +103,7 @@ class Front:
         self.routes = routes
         # Routes of `routes` that take only JSON bodies (415 otherwise).
         self.json_only = frozenset(json_only)
+        self.refused = refused or {}
         self.exempt = frozenset(exempt)
         self.on_startup = list(on_startup)
         self.on_shutdown = list(on_shutdown)
@@ -122,9 +125,11 @@ class Front:
         if counted:
             limit = app_settings.MAX_CONCURRENT_REQUESTS
             if self.inflight >= limit:
+                started, arrived = time.perf_counter(), time.time()
                 request_id = request_id_from(_header(scope, b"x-request-id"))
                 parts = error_parts(overloaded_error(limit))
                 await _send(send, error_response(parts, request_id), request_id)
+                self._refused(scope, request_id, arrived, started, parts)
                 return
             self.inflight += 1
         try:
@@ -153,10 +158,12 @@ class Front:
         started, arrived = time.perf_counter(), time.time()
         headers = _headers(scope)
         request_id = request_id_from(headers.get("x-request-id"))
+        handled = False
         try:
             if scope["path"] in self.json_only:
                 _require_json(headers.get("content-type"))
             body = await _read_body(receive, started=started)
+            handled = True
             response = await route(
                 Request(
                     scope["method"],
@@ -172,7 +179,16 @@ class Front:
             return
         except Exception as exc:
             response = _error(exc, request_id)
+            if not handled:
+                parts = error_parts(exc)
+                if parts is not None:
+                    self._refused(scope, request_id, arrived, started, parts)
         await _send(send, response, request_id)
+
+    def _refused(self, scope, request_id, arrived, started, parts) -> None:
+        told = self.refused.get(scope["path"])
+        if told is not None and scope["method"] == "POST":
+            told(request_id, arrived, started, parts)
 
     async def _django(self, scope, receive, send) -> None:
         """Django's handler, with a deadline on each piece of the body (it
@@ -341,18 +357,16 @@ async def _send(send, response: Response, request_id: str) -> None:
     await send({"type": "http.response.body", "body": response.body})
 
 
-def exit_with_parent() -> None:
-    """In a worker process of a server master (uvicorn --workers N): when
-    the master dies, stop gracefully (SIGTERM to self) instead of living on
-    as an orphan that holds the port, so the supervisor's restart of the
-    master can bind it again."""
-    parent = multiprocessing.parent_process()
-    if parent is None:
-        return
+def exit_with_parent(interval: float = 1.0) -> None:
+    """When the process that started this worker dies (supervisord, or a
+    server master), stop gracefully (SIGTERM to self) instead of living on
+    as an orphan that keeps serving beside the restarted one."""
+    parent = os.getppid()
 
     def watch() -> None:
-        multiprocessing.connection.wait([parent.sentinel])
-        logger.warning("the server master died; this worker stops")
+        while os.getppid() == parent:
+            time.sleep(interval)
+        logger.warning("the parent process %d died; this worker stops", parent)
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()

@@ -10,10 +10,11 @@ workers finish their requests and write their events out) and SIGKILL
 after STOP_WAIT_SECONDS. `supervisorctl -c VAR_DIR/run/supervisord.conf
 status` shows them; `... restart web` restarts one.
 
-Inside the web role, uvicorn's master restarts a worker that dies, and a
-worker whose master died exits (mlserving/front.py); supervisord restarts
-the master, the ingest process, the Celery worker and beat, and the
-embedded Redis. Why supervisord: README, "Running in production".
+The web role runs WEB_WORKERS times (web:web_0, web:web_1, ...; each
+worker binds the port with SO_REUSEPORT, mlserving/serve.py); supervisord
+restarts any of them, the ingest process, the Celery worker and beat, and
+the embedded Redis. A worker whose supervisord died exits
+(mlserving/front.py). Why supervisord: README, "Running in production".
 """
 
 import os
@@ -28,6 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 STOP_WAIT_SECONDS = 30
 # Started in this order (supervisord's priority: lower first).
 PRIORITY = {"redis": 10, "ingest": 20}
+# Roles run as several processes: the environment variable with the count,
+# and its default.
+SCALED = {"web": ("WEB_WORKERS", 2)}
 
 
 def procfile_read(path: Path) -> dict[str, str]:
@@ -42,12 +46,14 @@ def procfile_read(path: Path) -> dict[str, str]:
     return roles
 
 
-def _program(role: str, command: str, workdir: Path) -> str:
+def _program(role: str, command: str, workdir: Path, processes: int) -> str:
     # sh expands the Procfile's ${NAME:-default}s; exec keeps one process.
     shell = shlex.quote(f"exec {command}").replace("%", "%%")
     return f"""
 [program:{role}]
 command=/bin/sh -c {shell}
+process_name=%(program_name)s{"_%(process_num)s" if processes > 1 else ""}
+numprocs={processes}
 directory={workdir}
 priority={PRIORITY.get(role, 30)}
 autostart=true
@@ -64,9 +70,25 @@ redirect_stderr=true
 """
 
 
-def config(roles: list[str], *, procfile: Path, workdir: Path, run_dir: Path) -> str:
+def processes_of(role: str, environ) -> int:
+    """How many processes a role runs (WEB_WORKERS for web, else 1)."""
+    name, default = SCALED.get(role, (None, 1))
+    value = environ.get(name, "") if name else ""
+    try:
+        count = int(value) if value else default
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number; got {value!r}") from None
+    if count < 1:
+        raise ValueError(f"{name} must be at least 1; got {count}")
+    return count
+
+
+def config(
+    roles: list[str], *, procfile: Path, workdir: Path, run_dir: Path, environ=None
+) -> str:
     """supervisord's configuration for `roles` of `procfile`. ValueError
-    for a role the Procfile does not have."""
+    for a role the Procfile does not have, or a bad process count."""
+    environ = os.environ if environ is None else environ
     commands = procfile_read(procfile)
     unknown = [role for role in roles if role not in commands]
     if unknown:
@@ -91,7 +113,10 @@ supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
 serverurl=unix://{socket}
 """
     ]
-    parts += [_program(role, commands[role], workdir) for role in roles]
+    parts += [
+        _program(role, commands[role], workdir, processes_of(role, environ))
+        for role in roles
+    ]
     return "".join(parts)
 
 

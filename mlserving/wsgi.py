@@ -1,5 +1,7 @@
-"""WSGI entry point: what serves HTTP, /predict included (see README,
-"Why two servers")."""
+"""WSGI entry point, for a plain WSGI deployment (and bench/front_bench.py).
+The Procfile serves mlserving.asgi instead: its front answers /predict and
+/feedback on an event loop and bounds slow clients (README, "HTTP
+front")."""
 
 import os
 

@@ -9,9 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import joblib
 import numpy as np
+import psutil
 import pytest
 from django.conf import settings as django_settings
 from django.db import connection
@@ -166,15 +166,20 @@ def database_url_of_test_db() -> str:
 
 
 class ServerProcess:
-    """One real web server on 127.0.0.1 running this project: the
-    Procfile's `web` command (uvicorn with the HTTP front: HTTP and
-    websockets on one port)."""
+    """A real web server on 127.0.0.1 running this project: `workers`
+    processes of the Procfile's `web` command (mlserving.serve: uvicorn with
+    the HTTP front, HTTP and websockets on one port, each worker on its own
+    SO_REUSEPORT socket)."""
 
     def __init__(self, env: dict, port: int | None = None, workers: int = 1):
         self.port = port or free_port()
         self.env = env
         self.workers = workers
-        self.process: subprocess.Popen | None = None
+        self.processes: list[subprocess.Popen] = []
+
+    @property
+    def process(self) -> subprocess.Popen | None:
+        return self.processes[0] if self.processes else None
 
     @property
     def url(self) -> str:
@@ -193,41 +198,54 @@ class ServerProcess:
             **self.env,
             "HOST": "127.0.0.1",
             "WEB_PORT": str(self.port),
-            "WEB_WORKERS": str(self.workers),
             "PATH": f"{Path(sys.executable).parent}:{self.env.get('PATH', '')}",
         }
-        self.process = subprocess.Popen(
-            self.command(),
-            cwd=ROOT,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
+        self.processes = [
+            subprocess.Popen(
+                self.command(),
+                cwd=ROOT,
+                env=env,
+                stdout=self.log,
+                stderr=subprocess.STDOUT,
+            )
+            for _ in range(self.workers)
+        ]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+            if any(p.poll() is not None for p in self.processes):
+                self.stop()
                 raise RuntimeError(self.read_log())
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.1)
+            if all(self._listening(p.pid) for p in self.processes):
+                return self
+            time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"server did not start:\n{self.read_log()}")
+
+    def _listening(self, pid: int) -> bool:
+        try:
+            connections = psutil.Process(pid).net_connections(kind="tcp")
+        except psutil.Error:
+            return False
+        return any(
+            c.status == psutil.CONN_LISTEN and c.laddr.port == self.port
+            for c in connections
+        )
 
     def read_log(self) -> str:
         self.log.flush()
         return (Path(self.env["VAR_DIR"]) / f"server-{self.port}.log").read_text()
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
             try:
-                self.process.wait(30)
+                process.wait(30)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
+                process.kill()
+                process.wait()
+        self.processes = []
 
 
 def procfile_command(role: str) -> str:

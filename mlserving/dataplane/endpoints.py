@@ -2,8 +2,13 @@
 event loop, off Django. A thin edge, as the DRF view beside it
 (views.py): both call the same data plane."""
 
+import time
+
 from mlserving.dataplane import inference
+from mlserving.dataplane.events import prediction_event
+from mlserving.errors import ErrorParts
 from mlserving.http import Request, Response
+from monitoring import events
 
 
 async def predict(request: Request) -> Response:
@@ -15,3 +20,20 @@ async def predict(request: Request) -> Response:
         subject_header=request.header("x-subject-key"),
     )
     return Response(200, payload)
+
+
+def predict_refused(
+    request_id: str, arrived: float, started: float, error: ErrorParts
+) -> None:
+    """A /predict call the front refused before the data plane saw it
+    (overloaded, a body that never came): logged like any refused call."""
+    events.record(
+        prediction_event(
+            request_id=request_id,
+            arrived=arrived,
+            latency_ms=(time.perf_counter() - started) * 1e3,
+            model=None,
+            outcome=error.code,
+            status_code=error.status_code,
+        )
+    )

@@ -251,8 +251,8 @@ async def prediction_serve_async(
     """prediction_serve() for an event loop: the same steps and answers,
     with nothing on the loop that waits. The catalog is kept fresh in the
     background, a model that must be loaded is loaded in a thread, and a
-    call expected to take longer than offload.INLINE_BUDGET_SECONDS runs
-    on the inference thread."""
+    call expected to take longer than INLINE_INFERENCE_BUDGET_MS runs on
+    the inference thread."""
     call = Call(request_id, started, arrived, subject_header)
     with failures_recorded(call):
         choice = decode(call, lambda: body, await freshness.snapshot())

@@ -3,11 +3,11 @@ encodes and answers:
 
 - I/O: registry polls (a query), model loads (file reads, unpickling) and
   the database writes a load failure makes, on a small pool;
-- slow inference: a call whose expected cost passes INLINE_BUDGET runs on
-  this process's inference thread, and the loop keeps answering other
-  requests (and health checks, and 503s) meanwhile. Fast calls run inline:
-  a thread hand-over costs more than a LogisticRegression predicts
-  (measured: bench/README.md, "HTTP front").
+- slow inference: a call whose expected cost passes
+  INLINE_INFERENCE_BUDGET_MS runs on this process's inference thread, and
+  the loop keeps answering other requests (and health checks, and 503s)
+  meanwhile. Fast calls run inline: a thread hand-over costs more than a
+  LogisticRegression predicts (measured: bench/README.md, "HTTP front").
 
 The expected cost of a call is learned per version: a moving average of
 seconds for one-row calls and of seconds per row for larger ones.
@@ -19,12 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 from django.db import close_old_connections
 
+from mlserving.conf import app_settings
 from mlserving.dataplane.catalog import Catalog, Snapshot
 
 logger = logging.getLogger("mlserving.dataplane")
 
-# A call expected to take longer than this leaves the event loop.
-INLINE_BUDGET_SECONDS = 0.002
 # Weight of the newest measurement in the moving averages.
 EWMA_WEIGHT = 0.2
 
@@ -86,8 +85,7 @@ class Freshness:
 class InferenceCosts:
     """Expected seconds of an infer call, per version."""
 
-    def __init__(self, *, budget: float = INLINE_BUDGET_SECONDS):
-        self.budget = budget
+    def __init__(self):
         self._one_row: dict[int, float] = {}
         self._per_row: dict[int, float] = {}
 
@@ -104,7 +102,8 @@ class InferenceCosts:
         """Whether a call may run on the event loop: its cost is known and
         within the budget (an unknown one goes to the thread)."""
         expected = self.estimate(version_id, rows)
-        return expected is not None and expected <= self.budget
+        budget = app_settings.INLINE_INFERENCE_BUDGET_MS / 1e3
+        return expected is not None and expected <= budget
 
     def observe(self, version_id: int, rows: int, seconds: float) -> None:
         table, value = (

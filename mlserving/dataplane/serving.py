@@ -23,6 +23,7 @@ logger = logging.getLogger("mlserving.dataplane")
 
 catalog = Catalog()
 runtimes = Runtimes()
+_warmed = False
 prediction_cache = PredictionCache()
 shadow_runner = ShadowRunner(runtimes.get)
 # For the event loop of the HTTP front (mlserving/front.py).
@@ -46,6 +47,8 @@ def warmup() -> list[str]:
     tens of ms for scikit-learn). Creates the experiment of
     AB_TEST_ENABLED when there never was one. Returns what was loaded;
     failures are logged, not raised."""
+    global _warmed
+    _warmed = True
     try:
         if experiments_from_settings() is not None:
             catalog.invalidate()
@@ -100,6 +103,11 @@ def _warm_and_time(entry: VersionEntry) -> None:
         costs.observe(entry.id, 1, time.perf_counter() - began)
 
 
+def warmed() -> bool:
+    """Whether warmup() ran in this process."""
+    return _warmed
+
+
 def warmup_in_background() -> threading.Thread:
     """warmup() in a thread that closes its database connection after."""
 
@@ -145,6 +153,8 @@ def status() -> dict:
 
 def reset() -> None:
     """Forget all per-process state (tests)."""
+    global _warmed
+    _warmed = False
     catalog.reset()
     runtimes.clear()
     prediction_cache.clear()

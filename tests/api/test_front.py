@@ -77,6 +77,13 @@ async def test_past_the_admission_limit_the_answer_is_an_immediate_503(
         assert [r.status_code for r in await asyncio.gather(*pending)] == [200, 200]
         again = await c.post("/predict", json={"features": SEED_FEATURES})
         assert again.status_code == 200
+    # and the refused call is in the prediction log, as any refused call is
+    await asyncio.to_thread(writer.flush)
+    outcomes = await asyncio.to_thread(
+        lambda: dict(PredictionEvent.objects.values_list("request_id", "outcome"))
+    )
+    assert outcomes[third.headers["X-Request-ID"]] == "overloaded"
+    assert sorted(outcomes.values()) == ["ok", "ok", "ok", "overloaded"]
 
 
 @pytest.mark.parametrize("path", ["/predict", "/ab-test/configure"])

@@ -232,9 +232,10 @@ class SupervisedStack:
         else:
             self.stop()
             raise RuntimeError(f"the stack did not start:\n{self.read_log()}")
-        # every role running, and the web workers all up
-        wait_for_condition(lambda: all(self.pid(r) for r in self.roles), deadline)
-        wait_for_condition(lambda: len(self.web_workers()) == self.workers, deadline)
+        # every process of every role running
+        wait_for_condition(
+            lambda: all(None not in self.pids(r) for r in self.roles), deadline
+        )
         return self
 
     @property
@@ -256,29 +257,31 @@ class SupervisedStack:
         )
         return result.stdout.strip()
 
+    def pids(self, role: str) -> list[int | None]:
+        """The pid of each process of a role (web has WEB_WORKERS of them),
+        None for one supervisord does not report RUNNING."""
+        found = []
+        for line in self.ctl("status").splitlines():
+            name = line.split(maxsplit=1)[0] if line.strip() else ""
+            if name != role and not name.startswith(f"{role}:"):
+                continue
+            if "RUNNING" in line:
+                found.append(int(line.split("pid ", 1)[1].split(",", 1)[0]))
+            else:
+                found.append(None)
+        return found or [None]
+
     def pid(self, role: str) -> int | None:
-        """The pid of a role's process while supervisord says RUNNING."""
-        status = self.ctl("status", role)
-        if "RUNNING" not in status:
-            return None
-        return int(status.split("pid ", 1)[1].split(",", 1)[0])
+        """The pid of a one-process role while supervisord says RUNNING."""
+        return self.pids(role)[0]
 
     def web_workers(self) -> list[psutil.Process]:
-        """uvicorn's worker processes (not multiprocessing's helpers)."""
-        master = self.pid("web")
-        if master is None:
-            return []
-        try:
-            children = psutil.Process(master).children()
-        except psutil.Error:
-            return []
+        """The running web worker processes."""
         workers = []
-        for child in children:
-            try:
-                if "resource_tracker" not in " ".join(child.cmdline()):
-                    workers.append(child)
-            except psutil.Error:
-                continue
+        for pid in self.pids("web"):
+            if pid is not None:
+                with contextlib.suppress(psutil.Error):
+                    workers.append(psutil.Process(pid))
         return workers
 
     def read_log(self) -> str:

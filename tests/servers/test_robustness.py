@@ -11,6 +11,7 @@ import signal
 import time
 
 import httpx
+import psutil
 import pytest
 from django.utils import timezone
 
@@ -147,6 +148,14 @@ def served_by_new_worker(stack, dead_pid: int) -> bool:
     return pid in workers and pid not in first
 
 
+def clients_of(process, port: int) -> int:
+    return sum(
+        1
+        for c in process.net_connections(kind="tcp")
+        if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port
+    )
+
+
 def stored_request_ids() -> set[str]:
     return set(PredictionEvent.objects.values_list("request_id", flat=True))
 
@@ -159,8 +168,9 @@ def test_a_killed_process_of_any_role_is_back_and_nothing_answered_is_lost(
     clients = [SteadyClient(stack.url).start() for _ in range(4)]
     time.sleep(2)
 
-    # a web worker: the other answers at once, uvicorn starts a new one
-    victim = stack.web_workers()[0]
+    # a web worker (the one with the most clients): the other answers at
+    # once, supervisord starts a new one
+    victim = max(stack.web_workers(), key=lambda p: clients_of(p, stack.port))
     killed_at = time.time()
     victim.send_signal(signal.SIGKILL)
     answering = seconds_until(lambda: predict_ok(stack.url), 10)
