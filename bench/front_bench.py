@@ -135,7 +135,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--versions", default="v1.0,v2.0")
     parser.add_argument(
-        "--only", default="", help="comma-separated configurations (default all)"
+        "--only", default="", help="configurations separated by ; (default all)"
     )
     args = parser.parse_args(argv)
     versions = [v for v in args.versions.split(",") if v]
@@ -148,7 +148,7 @@ def main(argv=None) -> int:
     for round_number in range(args.rounds):
         port = pb.free_ports()
         for name, (command, extra) in commands(port, 2).items():
-            if args.only and name not in args.only.split(","):
+            if args.only and name not in args.only.split(";"):
                 continue
             pb.log(f"round {round_number + 1}: {name}")
             for run in measure(

@@ -53,9 +53,13 @@ from tests.servers.abuse import (  # noqa: E402
     HalfBodies,
     SteadyClient,
     chunked_post,
+    clients_of,
     closed_by_server,
     idle_connections,
     overload,
+    predict_ok,
+    seconds_until,
+    steady_during,
 )
 
 
@@ -124,36 +128,38 @@ class Stack:
         return "\n".join(text.splitlines()[-lines:])
 
     def processes(self) -> list[psutil.Process]:
-        found = []
-        for proc in psutil.process_iter(["cmdline"]):
+        """run.sh's process and all its descendants (their command lines
+        read once)."""
+        try:
+            root = psutil.Process(self.process.pid)
+            found = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return []
+        for proc in found:
             try:
-                if os.getsid(proc.pid) == self.process.pid:
-                    found.append(proc)
-            except (ProcessLookupError, PermissionError):
-                continue
+                proc.info = {"cmdline": proc.cmdline()}
+            except psutil.Error:
+                proc.info = {"cmdline": []}
         return found
 
     def role(self, name: str) -> psutil.Process | None:
         """The main process of a role (by command line, in this session)."""
         for proc in self.processes():
-            try:
-                cmd = " ".join(proc.info["cmdline"] or [])
-            except psutil.Error:
-                continue
-            if (
-                name == "web"
-                and (
-                    ("uvicorn" in cmd and "mlserving.asgi" in cmd and "--port" in cmd)
-                    or ("granian" in cmd and "--interface wsgi" in cmd)
-                )
-                and "spawn_main" not in cmd
+            cmd = " ".join(proc.info["cmdline"] or [])
+            if (proc.info["cmdline"] or [""])[0].endswith(("sh", "bash", "dash")):
+                continue  # a shell that runs a role's command, not the role
+            # a worker of this layout, or an older layout's server master
+            if name == "web" and (
+                "mlserving.serve" in cmd
+                or ("granian" in cmd and "--interface wsgi" in cmd)
             ):
                 return proc
             if name == "ingest" and "ingest_events" in cmd:
                 return proc
             if name in ("worker", "beat") and "celery" in cmd and f" {name}" in cmd:
+                # the main process, not one of its pool's children
                 with contextlib.suppress(psutil.Error):
-                    if "celery" not in " ".join(proc.parent().cmdline()):
+                    if proc.parent().name() != proc.name():
                         return proc
         return None
 
@@ -194,31 +200,6 @@ class Stack:
         with sqlite3.connect(self.var / "db.sqlite3", timeout=30) as db:
             rows = db.execute("SELECT request_id FROM monitoring_predictionevent")
             return {r[0] for r in rows}
-
-
-def predict_ok(url: str, body: dict | None = None) -> bool:
-    try:
-        response = httpx.post(
-            f"{url}/predict", json=body or {"features": FEATURES}, timeout=2
-        )
-    except httpx.HTTPError:
-        return False
-    return response.status_code == 200
-
-
-def steady_during(url: str, seconds: float) -> dict:
-    client = SteadyClient(url).start()
-    time.sleep(seconds)
-    return client.stop().stats()
-
-
-def seconds_until(predicate, timeout: float) -> float | None:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if predicate():
-            return round(time.monotonic() - started, 2)
-        time.sleep(0.05)
-    return None
 
 
 def abuse_cases(stack: Stack, args) -> dict:
@@ -323,19 +304,14 @@ def kill_cases(stack: Stack) -> dict:
                 client.stop()
             results[role] = {"error": "process not found"}
             continue
+        before = {p.pid for p in stack.web_workers()}
         log(f"SIGKILL {role} (pid {victim.pid})")
         killed_at = time.time()
         victim.send_signal(signal.SIGKILL)
         answering = seconds_until(lambda: predict_ok(stack.url), 10)
         if role == "web worker":
-            back = seconds_until(
-                lambda v=victim: (
-                    len(stack.web_workers()) >= 2
-                    and v.pid not in {p.pid for p in stack.web_workers()}
-                    and served_by_new(stack, v.pid)
-                ),
-                15,
-            )
+            # back: a worker started after the kill answers /health
+            back = seconds_until(lambda b=before: served_by_new(stack, b), 15)
         else:
             back = seconds_until(
                 lambda r=role, v=victim: (
@@ -371,24 +347,14 @@ def kill_cases(stack: Stack) -> dict:
     return results
 
 
-def clients_of(process: psutil.Process, port: int) -> int:
-    try:
-        connections = process.net_connections(kind="tcp")
-    except psutil.Error:
-        return 0
-    return sum(
-        1
-        for c in connections
-        if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port
-    )
-
-
-def served_by_new(stack: Stack, dead_pid: int) -> bool:
+def served_by_new(stack: Stack, before: set[int]) -> bool:
+    """Whether /health (on a new connection) was answered by a web worker
+    that was not running before."""
     try:
         pid = httpx.get(f"{stack.url}/health", timeout=2).json().get("pid")
     except (httpx.HTTPError, ValueError):
         return False
-    return pid in {p.pid for p in stack.web_workers()} and pid != dead_pid
+    return pid not in before and pid in {p.pid for p in stack.web_workers()}
 
 
 def fmt(value) -> str:
@@ -453,7 +419,11 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--slow-seconds", type=float, default=120, help="half-bodies case (120)"
     )
-    parser.add_argument("--skip-kills", action="store_true")
+    parser.add_argument(
+        "--parts",
+        default="abuse,chunked,kills",
+        help="comma-separated parts to run (abuse, chunked, kills)",
+    )
     args = parser.parse_args(argv)
     checkout = (args.baseline or REPO).resolve()
     workdir = Path(tempfile.mkdtemp(prefix="robustness-bench-"))
@@ -461,9 +431,10 @@ def main(argv=None) -> int:
     results: dict = {"checkout": str(checkout), "commit": commit_of(checkout)}
     try:
         stack.start()
-        results["abuse"] = abuse_cases(stack, args)
-        results["chunked"] = chunked_case(stack)
-        results["kills"] = {} if args.skip_kills else kill_cases(stack)
+        parts = set(args.parts.split(","))
+        results["abuse"] = abuse_cases(stack, args) if "abuse" in parts else {}
+        results["chunked"] = chunked_case(stack) if "chunked" in parts else {}
+        results["kills"] = kill_cases(stack) if "kills" in parts else {}
     finally:
         stack.stop()
         log(f"logs in {workdir}")

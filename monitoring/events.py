@@ -121,9 +121,11 @@ class EventWriter:
                     target=self._run, name="event-writer", daemon=True
                 )
                 self._thread.start()
-                # Server workers that are multiprocessing children (granian)
-                # leave through os._exit, which skips atexit; their exit
-                # path runs multiprocessing's finalizers instead.
+                # Server workers that are multiprocessing children (as
+                # granian's are) leave through os._exit, which skips
+                # atexit; their exit path runs multiprocessing's finalizers
+                # instead. (mlserving.serve's workers also write out at the
+                # ASGI lifespan's shutdown.)
                 multiprocessing.util.Finalize(None, self.close, exitpriority=100)
 
     def _run(self) -> None:

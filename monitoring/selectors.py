@@ -11,9 +11,9 @@ from django.utils import timezone
 
 from mlserving.conf import monitoring_settings
 from mlserving.errors import ValidationFailed
-from monitoring import stats
 from monitoring.events import SHADOW_ARM, writer
 from monitoring.models import MetricRollup, RollupState, SystemSample
+from monitoring.totals import RollupTotals, rounded
 
 _WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -39,10 +39,6 @@ def epoch_ms(moment: datetime) -> int:
     return int(moment.astimezone(UTC).timestamp() * 1000)
 
 
-def _round(value: float | None, digits: int = 3) -> float | None:
-    return None if value is None else round(value, digits)
-
-
 def rollup_dict(rollup: MetricRollup) -> dict:
     """A rollup as dashboards receive it."""
     ok = rollup.count - rollup.errors
@@ -60,22 +56,22 @@ def rollup_dict(rollup: MetricRollup) -> dict:
         "rows": rollup.rows,
         "latency_ms": {
             "avg": (
-                _round(rollup.latency_sum_ms / rollup.count) if rollup.count else None
+                rounded(rollup.latency_sum_ms / rollup.count) if rollup.count else None
             ),
-            "p50": _round(rollup.latency_p50_ms),
-            "p95": _round(rollup.latency_p95_ms),
-            "p99": _round(rollup.latency_p99_ms),
-            "max": _round(rollup.latency_max_ms),
+            "p50": rounded(rollup.latency_p50_ms),
+            "p95": rounded(rollup.latency_p95_ms),
+            "p99": rounded(rollup.latency_p99_ms),
+            "max": rounded(rollup.latency_max_ms),
         },
         "mean_confidence": (
-            _round(rollup.confidence_sum / rollup.confidence_count, 4)
+            rounded(rollup.confidence_sum / rollup.confidence_count, 4)
             if rollup.confidence_count
             else None
         ),
         "class_counts": rollup.class_counts,
         "labels": rollup.labels,
         "accuracy": (
-            _round(rollup.correct / rollup.labels, 4) if rollup.labels else None
+            rounded(rollup.correct / rollup.labels, 4) if rollup.labels else None
         ),
         "conversions": rollup.conversions,
         "rewards": rollup.rewards,
@@ -118,105 +114,6 @@ def metrics_snapshot(*, minutes: int | None = None) -> dict:
         "rollups": [rollup_dict(r) for r in rollups],
         "system": [system_sample_dict(s) for s in samples],
     }
-
-
-class RollupTotals:
-    """Sums over rollups (of one version, one arm, or all); percentiles
-    from their merged histograms."""
-
-    def __init__(self):
-        self.count = self.errors = self.rows = self.cached = 0
-        self.latency_sum = 0.0
-        self.latency_max = 0.0
-        self.confidence_sum = 0.0
-        self.confidence_count = 0
-        self.labels = self.correct = 0
-        self.conversions = self.conversion_trials = 0
-        self.rewards = 0
-        self.reward_sum = self.reward_sq_sum = 0.0
-        self.compared_rows = self.agreed_rows = 0
-        self.primary_latency_sum = 0.0
-        self.errors_by_code: dict[str, int] = {}
-        self.class_counts: dict[str, int] = {}
-        self.histograms: list[dict] = []
-
-    def add(self, r: MetricRollup) -> None:
-        self.count += r.count
-        self.errors += r.errors
-        self.rows += r.rows
-        self.cached += r.cached
-        self.latency_sum += r.latency_sum_ms
-        self.latency_max = max(self.latency_max, r.latency_max_ms)
-        self.confidence_sum += r.confidence_sum
-        self.confidence_count += r.confidence_count
-        self.labels += r.labels
-        self.correct += r.correct
-        self.conversions += r.conversions
-        self.conversion_trials += r.conversion_trials
-        self.rewards += r.rewards
-        self.reward_sum += r.reward_sum
-        self.reward_sq_sum += r.reward_sq_sum
-        self.compared_rows += r.compared_rows
-        self.agreed_rows += r.agreed_rows
-        self.primary_latency_sum += r.primary_latency_sum_ms
-        for code, n in r.errors_by_code.items():
-            self.errors_by_code[code] = self.errors_by_code.get(code, 0) + n
-        for label, n in r.class_counts.items():
-            self.class_counts[label] = self.class_counts.get(label, 0) + n
-        self.histograms.append(r.latency_histogram)
-
-    @property
-    def ok(self) -> int:
-        return self.count - self.errors
-
-    @property
-    def error_rate(self) -> float | None:
-        return self.errors / self.count if self.count else None
-
-    @property
-    def latency_avg(self) -> float | None:
-        return self.latency_sum / self.count if self.count else None
-
-    @property
-    def accuracy(self) -> float | None:
-        return self.correct / self.labels if self.labels else None
-
-    @property
-    def agreement_rate(self) -> float | None:
-        """Shadow rollups: rows that agreed with the primary's answer."""
-        return self.agreed_rows / self.compared_rows if self.compared_rows else None
-
-    def latency_percentile(self, q: float) -> float | None:
-        value = stats.histogram_percentile(stats.merge_histograms(self.histograms), q)
-        # a bucket's middle may lie past the largest value seen
-        return None if value is None else min(value, self.latency_max)
-
-    def latency(self) -> dict:
-        return {
-            "avg": _round(self.latency_avg),
-            "p50": _round(self.latency_percentile(50)),
-            "p95": _round(self.latency_percentile(95)),
-            "p99": _round(self.latency_percentile(99)),
-            "max": _round(self.latency_max) if self.count else None,
-        }
-
-    def rates(self) -> dict:
-        ok = self.ok
-        return {
-            "success_rate": _round(ok / self.count, 4) if self.count else None,
-            "error_rate": _round(self.error_rate, 4),
-            "avg_confidence": (
-                _round(self.confidence_sum / self.confidence_count, 4)
-                if self.confidence_count
-                else None
-            ),
-            "accuracy": _round(self.accuracy, 4),
-            "labels": self.labels,
-            "conversions": self.conversions,
-            # Conversions per successful prediction (exposure), as the
-            # experiments' statistics count them.
-            "conversion_rate": (_round(self.conversions / ok, 4) if ok else None),
-        }
 
 
 def metrics_summary(*, window_seconds: float, model: str | None = None) -> dict:
@@ -271,7 +168,7 @@ def metrics_summary(*, window_seconds: float, model: str | None = None) -> dict:
                 "predictions": totals.count,
                 "successful_predictions": totals.count - totals.errors,
                 "failed_predictions": totals.errors,
-                "share": _round(totals.count / served, 4) if served else None,
+                "share": rounded(totals.count / served, 4) if served else None,
                 **totals.rates(),
                 "avg_processing_time_ms": totals.latency()["avg"],
                 "processing_time_ms": totals.latency(),
@@ -286,7 +183,7 @@ def metrics_summary(*, window_seconds: float, model: str | None = None) -> dict:
                 "arm": arm,
                 "model_version": version,
                 "requests": totals.count,
-                "share": _round(totals.count / arms_total[experiment], 4),
+                "share": rounded(totals.count / arms_total[experiment], 4),
                 **totals.rates(),
             }
             for (experiment, arm, version), totals in sorted(by_arm.items())
@@ -298,7 +195,7 @@ def metrics_summary(*, window_seconds: float, model: str | None = None) -> dict:
                 "model_version": version,
                 "predictions": totals.count,
                 "failed_predictions": totals.errors,
-                "agreement_rate": _round(totals.agreement_rate, 4),
+                "agreement_rate": rounded(totals.agreement_rate, 4),
                 "processing_time_ms": totals.latency(),
             }
             for (name, experiment, version), totals in sorted(shadows.items())
@@ -314,9 +211,9 @@ def pipeline_status(*, writer_stats: dict) -> dict:
         "rollup_interval_seconds": monitoring_settings.ROLLUP_INTERVAL,
         "last_rollup_at": last_run.isoformat() if last_run else None,
         "seconds_since_last_rollup": (
-            _round((timezone.now() - last_run).total_seconds()) if last_run else None
+            rounded((timezone.now() - last_run).total_seconds()) if last_run else None
         ),
-        "last_rollup_seconds": _round(state.last_run_seconds) if state else None,
+        "last_rollup_seconds": rounded(state.last_run_seconds) if state else None,
         "events_buffered_here": writer_stats["buffered"],
         "events_written_here": writer_stats["written"],
         "events_dropped_here": writer_stats["dropped"],

@@ -22,7 +22,7 @@ from mlserving.conf import experiment_settings
 from mlserving.errors import Conflict, ValidationFailed
 from monitoring import broadcast
 from monitoring.events import SHADOW_ARM
-from monitoring.selectors import RollupTotals
+from monitoring.totals import RollupTotals
 from registry.generation import registry_generation_bump
 
 logger = logging.getLogger("experiments")

@@ -6,8 +6,9 @@ encodes and answers:
 - slow inference: a call whose expected cost passes
   INLINE_INFERENCE_BUDGET_MS runs on this process's inference thread, and
   the loop keeps answering other requests (and health checks, and 503s)
-  meanwhile. Fast calls run inline: a thread hand-over costs more than a
-  LogisticRegression predicts (measured: bench/README.md, "HTTP front").
+  meanwhile. Faster calls run inline: a thread hand-over costs more than
+  a LogisticRegression predicts, and a fifth of a 100-tree forest's
+  one-row call (measured: bench/README.md, "HTTP front").
 
 The expected cost of a call is learned per version: a moving average of
 seconds for one-row calls and of seconds per row for larger ones.

@@ -3,11 +3,10 @@ prediction cache and the shadow runner, wired together; warm-up and the
 status /health and /models report."""
 
 import logging
-import threading
 import time
 
 import numpy as np
-from django.db import DatabaseError, connections
+from django.db import DatabaseError
 
 from experiments.services import experiments_from_settings
 from mlserving.dataplane.catalog import Catalog, Snapshot
@@ -106,20 +105,6 @@ def _warm_and_time(entry: VersionEntry) -> None:
 def warmed() -> bool:
     """Whether warmup() ran in this process."""
     return _warmed
-
-
-def warmup_in_background() -> threading.Thread:
-    """warmup() in a thread that closes its database connection after."""
-
-    def run() -> None:
-        try:
-            warmup()
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=run, name="model-warmup", daemon=True)
-    thread.start()
-    return thread
 
 
 def loaded_labels() -> list[str]:

@@ -11,6 +11,7 @@ helper refuses another host.
 - overload: many concurrent keep-alive clients for a while; every
   answer's status, Retry-After and time.
 - chunked_post: one request with a chunked body.
+- steady_during, predict_ok, seconds_until, clients_of: small measures.
 """
 
 import asyncio
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import httpx
+import psutil
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 FEATURES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
@@ -363,3 +365,45 @@ def chunked_post(
     head, _, rest = data.partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
     return status, json.loads(rest) if rest else {}
+
+
+def steady_during(url: str, seconds: float) -> dict:
+    """A SteadyClient's stats over `seconds`."""
+    client = SteadyClient(url).start()
+    time.sleep(seconds)
+    return client.stop().stats()
+
+
+def predict_ok(url: str, body: dict | None = None) -> bool:
+    """Whether one /predict on a new connection answers 200 within 2 s."""
+    _host_port(url)
+    try:
+        response = httpx.post(
+            f"{url}/predict", json=body or {"features": FEATURES}, timeout=2
+        )
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200
+
+
+def seconds_until(predicate, timeout: float) -> float | None:
+    """Seconds until predicate() holds (polled every 50 ms), or None."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if predicate():
+            return round(time.monotonic() - started, 2)
+        time.sleep(0.05)
+    return None
+
+
+def clients_of(process: psutil.Process, port: int) -> int:
+    """Established client connections a server process holds on `port`."""
+    try:
+        connections = process.net_connections(kind="tcp")
+    except psutil.Error:
+        return 0
+    return sum(
+        1
+        for c in connections
+        if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port
+    )
