@@ -8,7 +8,11 @@ monitoring, experiments) and is imported by nobody but the edges (views,
 the HTTP front, commands); import-linter checks both directions
 (.importlinter). The entry points:
 
-- `inference.prediction_serve()`: answer one /predict body;
+- `inference.prediction_serve_async()`: answer one /predict body on an
+  event loop (the HTTP front's route, `endpoints.predict`);
+- `inference.prediction_serve()`: the same in the calling thread (the
+  Django view, `views.PredictApi`);
 - `serving.warmup()`: load what serves before the first request;
-- `serving.status()`: what this process serves, for /health and /models.
+- `serving.status()`, `serving.loaded_labels()`: what this process serves,
+  for /health, /metrics and /models.
 """
