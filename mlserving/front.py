@@ -127,8 +127,7 @@ class Front:
             if self.inflight >= limit:
                 started, arrived = time.perf_counter(), time.time()
                 request_id = request_id_from(_header(scope, b"x-request-id"))
-                parts = error_parts(overloaded_error(limit))
-                await _send(send, error_response(parts, request_id), request_id)
+                parts = await _send_error(send, overloaded_error(limit), request_id)
                 self._refused(scope, request_id, arrived, started, parts)
                 return
             self.inflight += 1
@@ -178,11 +177,10 @@ class Front:
         except ClientGone:
             return
         except Exception as exc:
-            response = _error(exc, request_id)
+            parts = await _send_error(send, exc, request_id)
             if not handled:
-                parts = error_parts(exc)
-                if parts is not None:
-                    self._refused(scope, request_id, arrived, started, parts)
+                self._refused(scope, request_id, arrived, started, parts)
+            return
         await _send(send, response, request_id)
 
     def _refused(self, scope, request_id, arrived, started, parts) -> None:
@@ -208,7 +206,7 @@ class Front:
                 return
             except Exception as exc:
                 request_id = request_id_from(_header(scope, b"x-request-id"))
-                await _send(send, _error(exc, request_id), request_id)
+                await _send_error(send, exc, request_id)
                 return
             scope, receive = _with_body(scope, receive, body)
         state = {"body_done": False, "timed_out": False, "started": False}
@@ -235,8 +233,7 @@ class Front:
         await self.django(scope, timed_receive, tracked_send)
         if state["timed_out"] and not state["started"]:
             request_id = request_id_from(_header(scope, b"x-request-id"))
-            response = _error(_body_timeout(timeout), request_id)
-            await _send(send, response, request_id)
+            await _send_error(send, _body_timeout(timeout), request_id)
 
     # --- lifespan -------------------------------------------------------
 
@@ -330,7 +327,9 @@ async def _read_body(receive, *, started: float) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _error(exc: Exception, request_id: str) -> Response:
+async def _send_error(send, exc: Exception, request_id: str) -> ErrorParts:
+    """Answer `exc` in the one error shape (an unexpected error is a
+    logged 500); what was answered."""
     parts = error_parts(exc)
     if parts is None:
         logger.exception("unhandled error, request_id=%s", request_id)
@@ -341,7 +340,8 @@ def _error(exc: Exception, request_id: str) -> Response:
             {"request_id": request_id},
             {},
         )
-    return error_response(parts, request_id)
+    await _send(send, error_response(parts, request_id), request_id)
+    return parts
 
 
 async def _send(send, response: Response, request_id: str) -> None:

@@ -12,7 +12,7 @@ from experiments.services import experiments_from_settings
 from mlserving.dataplane.catalog import Catalog, Snapshot
 from mlserving.dataplane.offload import Freshness, InferenceCosts
 from mlserving.dataplane.prediction_cache import PredictionCache
-from mlserving.dataplane.routing import Choice, Routing, resolve
+from mlserving.dataplane.routing import choose, resolve
 from mlserving.dataplane.runtimes import Runtimes
 from mlserving.dataplane.shadow import ShadowRunner
 from mlserving.errors import ApplicationError
@@ -58,18 +58,22 @@ def warmup() -> list[str]:
     except DatabaseError:
         logger.exception("warm-up skipped: the registry is unreachable")
         return []
-    choices: list[Choice] = []
-    for model in snapshot.models.values():
-        if model.active is not None:
-            choices.append(
-                Choice(model, (model.active, *model.previous), Routing("alias"))
-            )
     targets: list[VersionEntry] = []
-    for choice in choices:
+    for name in snapshot.models:
+        # what a request naming the model alone gets from its alias
         try:
+            choice = choose(
+                snapshot,
+                model=name,
+                version=None,
+                use_experiment=False,
+                body={},
+                request_id="warm-up",
+                subject_header=None,
+            )
             targets.append(resolve(choice, runtimes.get).version)
         except ApplicationError as exc:
-            logger.warning("warm-up of %s: %s", choice.model.name, exc.message)
+            logger.warning("warm-up of %s: %s", name, exc.message)
     # The arms and shadow versions of running experiments serve too.
     for experiment in snapshot.experiments.values():
         for version_id in sorted(experiment.version_ids()):
