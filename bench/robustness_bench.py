@@ -391,7 +391,7 @@ def print_tables(results: dict) -> None:
             print(
                 f"  {case}: answers {result['answers']}, no answer {result['no_answer']}, "
                 f"503/429 without Retry-After {result['without_retry_after']}, "
-                f"slowest {result['max_answer_seconds']} s, {result['rate_per_second']} answers/s"
+                f"p99 {result['p99_answer_seconds']} s, slowest {result['max_answer_seconds']} s, {result['rate_per_second']} answers/s"
             )
     print()
     print("Chunked bodies:", results["chunked"])

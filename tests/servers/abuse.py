@@ -255,7 +255,8 @@ class OverloadReport:
     without_retry_after: int = 0  # 503/429 answers lacking Retry-After
     no_answer: int = 0  # timed out, reset or refused
     max_seconds: float = 0.0
-    errors: Counter = field(default_factory=Counter)
+    errors: Counter = field(default_factory=Counter)  # "phase: Error" -> count
+    seconds_of_answers: list = field(default_factory=list)
 
     def as_dict(self) -> dict:
         total = sum(self.answers.values())
@@ -267,9 +268,14 @@ class OverloadReport:
             "rate_per_second": round(total / self.seconds, 1),
             "without_retry_after": self.without_retry_after,
             "no_answer": self.no_answer,
+            "p99_answer_seconds": round(self._p99(), 3),
             "max_answer_seconds": round(self.max_seconds, 3),
             "errors": dict(self.errors),
         }
+
+    def _p99(self) -> float:
+        ordered = sorted(self.seconds_of_answers)
+        return ordered[int(len(ordered) * 0.99)] if ordered else 0.0
 
 
 async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict]:
@@ -301,15 +307,17 @@ async def _overload(
         reader = writer = None
         while time.monotonic() < stop_at:
             began = time.monotonic()
+            phase = "connect"
             try:
                 async with asyncio.timeout(timeout):
                     if writer is None:
                         reader, writer = await asyncio.open_connection(host, port)
+                    phase = "answer"
                     writer.write(request)
                     status, headers = await _read_response(reader)
             except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
                 report.no_answer += 1
-                report.errors[type(exc).__name__] += 1
+                report.errors[f"{phase}: {type(exc).__name__}"] += 1
                 if writer is not None:
                     writer.close()
                 reader = writer = None
@@ -317,6 +325,7 @@ async def _overload(
                 continue
             elapsed = time.monotonic() - began
             report.max_seconds = max(report.max_seconds, elapsed)
+            report.seconds_of_answers.append(elapsed)
             report.answers[status] += 1
             if status in (429, 503) and "retry-after" not in headers:
                 report.without_retry_after += 1
