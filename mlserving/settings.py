@@ -205,6 +205,14 @@ SPECTACULAR_SETTINGS = {
 
 # --- Serving (the seed's keys keep their names) ---------------------------
 ARTIFACTS_ROOT = _path(env.str("ARTIFACTS_ROOT", default="artifacts"))
+_BATCHING = env.str("BATCHING", default="auto").lower()
+if _BATCHING not in ("auto", "on", "off"):
+    raise ImproperlyConfigured(f"BATCHING must be auto, on or off; got {_BATCHING!r}.")
+_MODEL_RUNTIME = env.str("MODEL_RUNTIME", default="auto").lower()
+if _MODEL_RUNTIME not in ("auto", "sklearn", "onnx"):
+    raise ImproperlyConfigured(
+        f"MODEL_RUNTIME must be auto, sklearn or onnx; got {_MODEL_RUNTIME!r}."
+    )
 MLSERVING = {
     # Registered model the seed's endpoints act on; blank means "the only
     # registered model".
@@ -225,6 +233,19 @@ MLSERVING = {
     # An inference call expected to take longer than this runs on the web
     # process's inference thread instead of its event loop (0: always).
     "INLINE_INFERENCE_BUDGET_MS": env.float("INLINE_INFERENCE_BUDGET_MS", 10.0),
+    # Concurrent calls for one version on the inference thread stacked
+    # into one runtime call (mlserving/dataplane/batching.py): "auto"
+    # where that is cheaper (scikit-learn, or measured), "on", "off"; at
+    # most BATCH_MAX_ROWS rows per stacked call.
+    "BATCHING": _BATCHING,
+    "BATCH_MAX_ROWS": env.int("BATCH_MAX_ROWS", 256),
+    # Which runtime serves a version whose own `runtime` field is "auto":
+    # "auto" (ONNX Runtime where the version's ONNX conversion validated at
+    # registration, else scikit-learn), "sklearn" or "onnx".
+    "MODEL_RUNTIME": _MODEL_RUNTIME,
+    # Threads of each ONNX Runtime session (per version, per process): one
+    # row costs ~10 us, far less than a thread hand-over (bench/README.md).
+    "ONNX_THREADS": env.int("ONNX_THREADS", 1),
     "PREDICTION_CACHE_TTL": env.float("PREDICTION_CACHE_TTL", 300.0),
     "PREDICTION_CACHE_SIZE": env.int("PREDICTION_CACHE_SIZE", 10000),
     "MAX_BATCH_ROWS": env.int("MAX_BATCH_ROWS", 1000),

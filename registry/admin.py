@@ -36,6 +36,10 @@ class ModelVersionInline(admin.TabularInline):
     def accuracy(self, obj):
         return obj.accuracy
 
+    @admin.display(description="serves with")
+    def serving_runtime(self, obj):
+        return obj.serving_runtime
+
 
 class AliasChangeInline(admin.TabularInline):
     model = AliasChange
@@ -141,6 +145,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "status",
         "accuracy",
         "model_type",
+        "serving_runtime",
         "n_features",
         "size_bytes",
         "created_at",
@@ -156,9 +161,13 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "status_detail",
         "artifact_path",
         "format",
-        "runtime",
+        "serving_runtime",
         "sha256",
         "size_bytes",
+        "compiled_detail",
+        "compiled_path",
+        "compiled_sha256",
+        "compiled_size_bytes",
         "model_type",
         "n_features",
         "feature_names",
@@ -182,6 +191,10 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def accuracy(self, obj):
         return obj.accuracy
 
+    @admin.display(description="serves with")
+    def serving_runtime(self, obj):
+        return obj.serving_runtime
+
     def get_form(self, request, obj=None, change=False, **kwargs):
         if obj is None:
             kwargs["form"] = ModelVersionAddForm
@@ -197,14 +210,19 @@ class ModelVersionAdmin(admin.ModelAdmin):
                 "metadata",
                 "activate",
             ]
-        return ["display_name", *self.readonly_fields]
+        return ["display_name", "runtime", *self.readonly_fields]
 
     def get_readonly_fields(self, request, obj=None):
         return self.readonly_fields if obj else []
 
     def save_model(self, request, obj, form, change):
         if change:
+            runtime = obj.runtime
+            obj.runtime = ModelVersion.objects.get(pk=obj.pk).runtime
             super().save_model(request, obj, form, change)
+            services.model_version_runtime_set(
+                version=obj, runtime=runtime, user=request.user
+            )
             return
         data = form.cleaned_data
         upload = data["artifact"]

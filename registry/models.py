@@ -43,9 +43,26 @@ class ModelVersion(models.Model):
     format = models.CharField(
         max_length=16, choices=Format.choices, default=Format.JOBLIB
     )
-    runtime = models.CharField(max_length=32, default="sklearn")
+
+    class Runtime(models.TextChoices):
+        AUTO = "auto", "auto (MODEL_RUNTIME setting)"
+        SKLEARN = "sklearn", "scikit-learn"
+        ONNX = "onnx", "ONNX Runtime (when compiled)"
+
+    # Which runtime serves this version: "auto" follows MODEL_RUNTIME;
+    # ONNX Runtime only ever serves a compiled, validated file.
+    runtime = models.CharField(
+        max_length=32, choices=Runtime.choices, default=Runtime.AUTO
+    )
     sha256 = models.CharField(max_length=64)
     size_bytes = models.BigIntegerField()
+    # The ONNX conversion made at registration (registry/compile.py): its
+    # file and digest when it validated; the detail says what validation
+    # found, or why the version stays on scikit-learn.
+    compiled_path = models.CharField(max_length=500, blank=True)
+    compiled_sha256 = models.CharField(max_length=64, blank=True)
+    compiled_size_bytes = models.BigIntegerField(null=True, blank=True)
+    compiled_detail = models.TextField(blank=True)
     model_type = models.CharField(max_length=200, blank=True)
     n_features = models.PositiveIntegerField(null=True, blank=True)
     feature_names = models.JSONField(default=list, blank=True)
@@ -80,6 +97,13 @@ class ModelVersion(models.Model):
     @property
     def accuracy(self) -> float | None:
         return self.metrics.get("accuracy")
+
+    @property
+    def serving_runtime(self) -> str:
+        """The runtime that serves it now (MODEL_RUNTIME applied)."""
+        from registry.runtimes import runtime_for
+
+        return runtime_for(self.runtime, compiled=bool(self.compiled_path))
 
 
 class ModelAlias(models.Model):

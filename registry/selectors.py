@@ -13,6 +13,7 @@ from registry.models import (
     ModelVersion,
     RegisteredModel,
 )
+from registry.runtimes import OnnxRuntime, runtime_for
 
 
 def default_model_name(names: list[str], configured: str) -> str | None:
@@ -136,18 +137,24 @@ def serving_models(
         "artifact_path",
         "sha256",
         "runtime",
+        "compiled_path",
+        "compiled_sha256",
         "status",
         "status_detail",
         "n_features",
         "classes",
     ):
+        # The entry names the file its runtime serves: the compiled one
+        # when ONNX Runtime serves it.
+        runtime = runtime_for(row["runtime"], compiled=bool(row["compiled_path"]))
+        compiled = runtime == OnnxRuntime.name
         entry = VersionEntry(
             id=row["id"],
             model=row["model__name"],
             version=row["version"],
-            artifact_path=row["artifact_path"],
-            sha256=row["sha256"],
-            runtime=row["runtime"],
+            artifact_path=row["compiled_path" if compiled else "artifact_path"],
+            sha256=row["compiled_sha256" if compiled else "sha256"],
+            runtime=runtime,
             status=row["status"],
             status_detail=row["status_detail"],
             n_features=row["n_features"],

@@ -13,6 +13,7 @@ from django.utils.dateparse import parse_datetime
 
 from mlserving.conf import app_settings
 from registry import artifacts, selectors
+from registry.compile import Compiled, CompileRefused, onnx_compile
 from registry.errors import (
     ArtifactError,
     ArtifactLoadError,
@@ -29,7 +30,7 @@ from registry.models import (
     ModelVersion,
     RegisteredModel,
 )
-from registry.runtimes import runtime_class, runtime_load
+from registry.runtimes import OnnxRuntime, SklearnRuntime, artifact_load
 from registry.runtimes.base import Signature
 
 logger = logging.getLogger("registry")
@@ -70,21 +71,43 @@ class Inspection:
     n_features: int | None
     feature_names: list
     classes: list
+    # The ONNX form when it validated (registry/compile.py), and what
+    # validation found or why there is none.
+    compiled: Compiled | None = None
+    compiled_detail: str = ""
 
 
 def artifact_signature(*, data: bytes, runtime: str = "sklearn") -> Signature:
     """Load artifact bytes once to read what the model says about itself.
     ArtifactLoadError when they are not a loadable model."""
-    loaded = runtime_class(runtime)(data)
+    return _loaded_signature(data)[0]
+
+
+def _loaded_signature(data: bytes, *, compile_onnx: bool = False):
+    """(signature, compiled or None, detail) of scikit-learn artifact bytes,
+    loaded once."""
+    loaded = SklearnRuntime(data)
     loaded.load()
     signature = loaded.signature()
+    compiled, detail = None, ""
+    if compile_onnx:
+        try:
+            compiled = onnx_compile(
+                loaded.estimator,
+                n_features=signature.n_features,
+                digest=artifacts.sha256_hex(data),
+            )
+            detail = compiled.detail
+        except CompileRefused as refused:
+            detail = f"not compiled: {refused.reason}"
     loaded.unload()
-    return signature
+    return signature, compiled, detail
 
 
-def artifact_inspect(*, relative_path: str, runtime: str) -> Inspection:
-    """Hash and load an artifact to learn its signature. Raises
-    ArtifactError subclasses when the file is missing or not loadable."""
+def artifact_inspect(*, relative_path: str, compile_onnx: bool = True) -> Inspection:
+    """Hash and load an artifact to learn its signature, and convert it to
+    ONNX (kept only when it validates). Raises ArtifactError subclasses
+    when the file is missing or not loadable."""
     path = artifacts.resolve(relative_path)
     try:
         data = path.read_bytes()
@@ -94,7 +117,7 @@ def artifact_inspect(*, relative_path: str, runtime: str) -> Inspection:
             details={"path": relative_path},
         ) from None
     try:
-        signature = artifact_signature(data=data, runtime=runtime)
+        signature, compiled, detail = _loaded_signature(data, compile_onnx=compile_onnx)
     except ArtifactError as exc:
         exc.details.setdefault("path", relative_path)
         exc.message = f"{relative_path}: {exc.message}"
@@ -106,7 +129,20 @@ def artifact_inspect(*, relative_path: str, runtime: str) -> Inspection:
         n_features=signature.n_features,
         feature_names=signature.feature_names,
         classes=signature.classes,
+        compiled=compiled,
+        compiled_detail=detail,
     )
+
+
+def _compiled_write(compiled: Compiled, *, model_name: str, version: str) -> str:
+    """Store a compiled file at <root>/<model>/<version>/model.onnx (our own
+    derived file: replaced if a refused registration left one); its path
+    relative to the root."""
+    relative = f"{model_name}/{version}/model.onnx"
+    target = artifacts.resolve(relative)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(compiled.payload)
+    return relative
 
 
 def _place_in_root(source: Path, *, model_name: str, version: str) -> str:
@@ -142,7 +178,7 @@ def model_version_register(
     source: Path,
     metadata: dict | None = None,
     description: str = "",
-    runtime: str = "sklearn",
+    runtime: str = ModelVersion.Runtime.AUTO,
     user=None,
 ) -> ModelVersion:
     """Register the artifact at `source` as `model_name:version`.
@@ -164,12 +200,53 @@ def model_version_register(
     _ensure_new(model_name, version)
     copied = artifacts.relative_to_root(source) is None
     relative = _place_in_root(source, model_name=model_name, version=version)
+    written = [relative] if copied else []
     try:
-        inspection = artifact_inspect(relative_path=relative, runtime=runtime)
-    except ArtifactError:
-        if copied:  # leave no unregistered copy behind
-            artifacts.resolve(relative).unlink(missing_ok=True)
+        inspection = artifact_inspect(relative_path=relative)
+        compiled_path = ""
+        if inspection.compiled is not None:
+            compiled_path = _compiled_write(
+                inspection.compiled, model_name=model_name, version=version
+            )
+            written.append(compiled_path)
+        row = _version_create(
+            model_name=model_name,
+            version=version,
+            relative=relative,
+            inspection=inspection,
+            compiled_path=compiled_path,
+            metadata=metadata,
+            description=description,
+            runtime=runtime,
+            user=user,
+        )
+    except Exception:
+        for path in written:  # leave no unregistered file behind
+            artifacts.resolve(path).unlink(missing_ok=True)
         raise
+    logger.info(
+        "registered %s:%s (%s; runtime %s, %s)",
+        model_name,
+        version,
+        relative,
+        row.serving_runtime,
+        inspection.compiled_detail,
+    )
+    return row
+
+
+def _version_create(
+    *,
+    model_name: str,
+    version: str,
+    relative: str,
+    inspection: Inspection,
+    compiled_path: str,
+    metadata: dict,
+    description: str,
+    runtime: str,
+    user,
+) -> ModelVersion:
     metrics = {
         key: metadata[key]
         for key in ("accuracy", "f1", "precision", "recall", "roc_auc")
@@ -189,6 +266,16 @@ def model_version_register(
             runtime=runtime,
             sha256=inspection.sha256,
             size_bytes=inspection.size_bytes,
+            compiled_path=compiled_path,
+            compiled_sha256=(
+                artifacts.sha256_hex(inspection.compiled.payload)
+                if inspection.compiled
+                else ""
+            ),
+            compiled_size_bytes=(
+                len(inspection.compiled.payload) if inspection.compiled else None
+            ),
+            compiled_detail=inspection.compiled_detail,
             model_type=str(metadata.get("model_type") or inspection.model_type),
             n_features=inspection.n_features,
             feature_names=inspection.feature_names,
@@ -207,15 +294,21 @@ def model_version_register(
             ModelVersion.objects.filter(pk=row.pk).update(created_at=when)
             row.created_at = when
         registry_generation_bump()
-    logger.info("registered %s:%s (%s)", model_name, version, relative)
     return row
 
 
 def model_version_verify(*, version: ModelVersion) -> ModelVersion:
     """Check the artifact against its sha256 and that it loads; record the
-    outcome in `status`. Returns the version (status updated)."""
+    outcome in `status`; the compiled file too, when there is one.
+    Returns the version (status updated)."""
     try:
-        runtime_load(version).unload()
+        artifact_load(
+            SklearnRuntime.name, version.artifact_path, version.sha256
+        ).unload()
+        if version.compiled_path:
+            artifact_load(
+                OnnxRuntime.name, version.compiled_path, version.compiled_sha256
+            ).unload()
     except ArtifactError as exc:
         status, detail = _status_for(exc), exc.message
     else:
@@ -223,6 +316,29 @@ def model_version_verify(*, version: ModelVersion) -> ModelVersion:
     if version.status == ModelVersion.Status.ARCHIVED and not detail:
         return version
     return model_version_mark(version=version, status=status, detail=detail)
+
+
+def model_version_runtime_set(
+    *, version: ModelVersion, runtime: str, user=None
+) -> ModelVersion:
+    """Choose the runtime of a version ("auto", "sklearn" or "onnx"); every
+    serving process follows within one registry poll."""
+    if runtime not in ModelVersion.Runtime.values:
+        raise ValueError(f"unknown runtime {runtime!r}")
+    if version.runtime == runtime:
+        return version
+    with transaction.atomic():
+        ModelVersion.objects.filter(pk=version.pk).update(runtime=runtime)
+        registry_generation_bump()
+    version.runtime = runtime
+    logger.info(
+        "%s runtime set to %s by %s (serves with %s)",
+        version,
+        runtime,
+        actor_of(user, ""),
+        version.serving_runtime,
+    )
+    return version
 
 
 def model_version_mark(

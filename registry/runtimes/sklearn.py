@@ -66,6 +66,11 @@ class SklearnRuntime(ModelRuntime):
         self._payload = b""  # the model object is all we keep
         self.ready = True
 
+    @property
+    def estimator(self):
+        """The unpickled model object (for conversion at registration)."""
+        return self._model
+
     def predict(self, batch: np.ndarray) -> np.ndarray:
         # Inputs are checked finite by the codec; skip sklearn's re-check.
         with sklearn.config_context(assume_finite=True):
