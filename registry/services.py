@@ -318,6 +318,38 @@ def model_version_verify(*, version: ModelVersion) -> ModelVersion:
     return model_version_mark(version=version, status=status, detail=detail)
 
 
+def model_version_compile(
+    *, version: ModelVersion, force: bool = False
+) -> ModelVersion:
+    """Convert an already registered version to ONNX (versions registered
+    before the compiled runtime existed, or again with `force`). The joblib
+    file is verified against its sha256 first; the outcome is recorded
+    like at registration."""
+    if version.compiled_path and not force:
+        return version
+    data = artifacts.read_verified(version.artifact_path, version.sha256)
+    _, compiled, detail = _loaded_signature(data, compile_onnx=True)
+    path = sha = ""
+    size = None
+    if compiled is not None:
+        path = _compiled_write(
+            compiled, model_name=version.model.name, version=version.version
+        )
+        sha, size = artifacts.sha256_hex(compiled.payload), len(compiled.payload)
+    with transaction.atomic():
+        ModelVersion.objects.filter(pk=version.pk).update(
+            compiled_path=path,
+            compiled_sha256=sha,
+            compiled_size_bytes=size,
+            compiled_detail=detail,
+        )
+        registry_generation_bump()
+    version.compiled_path, version.compiled_sha256 = path, sha
+    version.compiled_size_bytes, version.compiled_detail = size, detail
+    logger.info("%s compiled: %s", version, detail)
+    return version
+
+
 def model_version_runtime_set(
     *, version: ModelVersion, runtime: str, user=None
 ) -> ModelVersion:

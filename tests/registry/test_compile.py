@@ -201,3 +201,28 @@ def test_the_setting_and_the_version_field_choose_the_runtime(
     services.model_version_runtime_set(version=version, runtime="sklearn")
     settings.MLSERVING = {**settings.MLSERVING, "MODEL_RUNTIME": "auto"}
     assert served() == ("sklearn", SklearnRuntime)
+
+
+def test_compile_versions_converts_versions_registered_before(
+    db, artifacts_root, three_models
+):
+    from django.core.management import call_command
+
+    models, _ = three_models
+    path = dump(artifacts_root, "model_v1.0.pkl", models["lr"])
+    version = services.model_version_register(
+        model_name="default", version="v1.0", source=path
+    )
+    # as a version registered before the compiled runtime existed
+    artifacts.resolve(version.compiled_path).unlink()
+    ModelVersion.objects.filter(pk=version.pk).update(
+        compiled_path="", compiled_sha256="", compiled_detail=""
+    )
+    version.refresh_from_db()
+    assert version.serving_runtime == "sklearn"
+    call_command("compile_versions")
+    version.refresh_from_db()
+    assert version.serving_runtime == "onnx"
+    assert artifacts.file_sha256(artifacts.resolve(version.compiled_path)) == (
+        version.compiled_sha256
+    )
