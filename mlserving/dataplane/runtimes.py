@@ -91,8 +91,23 @@ class ModelCache:
             evicted.append(self._items.pop(victim)[1])
         return evicted
 
-    def pin(self, version_ids) -> None:
-        self._pinned = frozenset(version_ids)
+    def pin(self, version_ids, labels=()) -> None:
+        """The versions that serve (active, experiment arms, shadows): kept
+        longest. More of them than the capacity means every request to
+        the ones that do not fit reloads from disk: said once per change."""
+        pinned = frozenset(version_ids)
+        if pinned != self._pinned and len(pinned) > self.capacity:
+            logger.warning(
+                "%d versions must stay loaded (active versions, experiment "
+                "arms and shadows: %s) but MAX_MODELS_IN_MEMORY is %d: requests "
+                "to the ones that do not fit reload them from disk; raise "
+                "MAX_MODELS_IN_MEMORY to at least %d",
+                len(pinned),
+                ", ".join(sorted(labels)) or "-",
+                self.capacity,
+                len(pinned),
+            )
+        self._pinned = pinned
 
     def retain(self, keep) -> None:
         """Unload every runtime whose version is not in `keep` (ids)."""
@@ -163,10 +178,13 @@ class Runtimes:
     def failures(self) -> dict[int, ArtifactError]:
         return {k: v[1] for k, v in self._failures.items()}
 
-    def catalog_changed(self, *, serving: set[int], servable: set[int]) -> None:
-        """Keep the serving versions longest, unload versions that can no
-        longer serve, forget failures of versions that left."""
-        self.cache.pin(serving)
+    def catalog_changed(
+        self, *, serving: set[int], servable: set[int], labels=()
+    ) -> None:
+        """Keep the serving versions longest (`labels` name them), unload
+        versions that can no longer serve, forget failures of versions that
+        left."""
+        self.cache.pin(serving, labels)
         self.cache.retain(servable)
         with self._lock:
             for version_id in list(self._failures):
