@@ -19,11 +19,13 @@ from django.core.exceptions import RequestDataTooBig
 
 from mlserving.conf import app_settings
 from mlserving.dataplane import codecs, routing
+from mlserving.dataplane.batching import infer_alone
 from mlserving.dataplane.catalog import Snapshot
 from mlserving.dataplane.events import prediction_event
 from mlserving.dataplane.offload import in_inference_thread, in_io_thread
 from mlserving.dataplane.routing import Target
 from mlserving.dataplane.serving import (
+    batcher,
     catalog,
     costs,
     freshness,
@@ -31,11 +33,9 @@ from mlserving.dataplane.serving import (
     runtimes,
     shadow_runner,
 )
-from mlserving.errors import ApplicationError, PayloadTooLarge, RequestTimeout
+from mlserving.errors import ApplicationError, PayloadTooLarge
 from monitoring import events
 from registry.errors import FeatureCountMismatch
-
-CHUNK_ROWS = 256
 
 
 @dataclass(slots=True)
@@ -94,34 +94,12 @@ def checked_rows(call: Call) -> np.ndarray:
 
 
 def infer(call: Call, rows: np.ndarray):
-    """Labels and probabilities of the target for `rows`: one infer call
-    for up to CHUNK_ROWS rows; a larger batch runs in chunks and stops
-    between them once REQUEST_TIMEOUT has passed (a running scikit-learn
-    call cannot be interrupted). Teaches `costs` what it took."""
-    runtime, began = call.target.runtime, time.perf_counter()
-    result = _infer_chunked(runtime, rows, call.started)
-    costs.observe(call.target.version.id, len(rows), time.perf_counter() - began)
-    return result
-
-
-def _infer_chunked(runtime, rows: np.ndarray, started: float):
-    if len(rows) <= CHUNK_ROWS:
-        return runtime.infer(rows)
-    deadline = started + app_settings.REQUEST_TIMEOUT
-    labels, probas = [], []
-    for offset in range(0, len(rows), CHUNK_ROWS):
-        if time.perf_counter() > deadline:
-            raise RequestTimeout(
-                f"The batch took longer than REQUEST_TIMEOUT "
-                f"({app_settings.REQUEST_TIMEOUT:g} s) after {offset} of "
-                f"{len(rows)} rows; send smaller batches.",
-                details={"rows_done": offset, "rows": len(rows)},
-            )
-        chunk_labels, chunk_proba = runtime.infer(rows[offset : offset + CHUNK_ROWS])
-        labels.append(chunk_labels)
-        probas.append(chunk_proba)
-    proba = None if probas[0] is None else np.concatenate(probas)
-    return np.concatenate(labels), proba
+    """Labels and probabilities of the target for `rows`, in the calling
+    thread: one infer call for up to CHUNK_ROWS rows; a larger batch runs
+    in chunks and stops between them once REQUEST_TIMEOUT has passed (a
+    running scikit-learn call cannot be interrupted). Teaches `costs` what
+    it took."""
+    return infer_alone(call, rows, costs)
 
 
 def cache_key(call: Call, rows: np.ndarray) -> tuple:
@@ -252,7 +230,8 @@ async def prediction_serve_async(
     with nothing on the loop that waits. The catalog is kept fresh in the
     background, a model that must be loaded is loaded in a thread, and a
     call expected to take longer than INLINE_INFERENCE_BUDGET_MS runs on
-    the inference thread."""
+    the inference thread, where concurrent calls for one version may be
+    stacked into one (batching.py, BATCHING)."""
     call = Call(request_id, started, arrived, subject_header)
     with failures_recorded(call):
         choice = decode(call, lambda: body, await freshness.snapshot())
@@ -266,6 +245,8 @@ async def prediction_serve_async(
         if hit is None:
             if costs.inline(target.version.id, len(rows)):
                 labels, proba = infer(call, rows)
+            elif batcher.applies(target):
+                labels, proba = await batcher.infer(call, rows)
             else:
                 labels, proba = await in_inference_thread(infer, call, rows)
             prediction_cache.put(key, (labels, proba))

@@ -1,6 +1,6 @@
 """This process's serving state: the catalog, the loaded runtimes, the
-prediction cache and the shadow runner, wired together; warm-up and the
-status /health and /models report."""
+prediction cache, the shadow runner and the batcher, wired together;
+warm-up and the status /health and /models report."""
 
 import logging
 import time
@@ -9,6 +9,7 @@ import numpy as np
 from django.db import DatabaseError
 
 from experiments.services import experiments_from_settings
+from mlserving.dataplane.batching import Batcher
 from mlserving.dataplane.catalog import Catalog, Snapshot
 from mlserving.dataplane.offload import Freshness, InferenceCosts
 from mlserving.dataplane.prediction_cache import PredictionCache
@@ -28,11 +29,18 @@ shadow_runner = ShadowRunner(runtimes.get)
 # For the event loop of the HTTP front (mlserving/front.py).
 freshness = Freshness(catalog)
 costs = InferenceCosts()
+# Stacks concurrent inference-thread calls per version (BATCHING).
+batcher = Batcher(costs)
 
 
 def _on_catalog_change(old: Snapshot, new: Snapshot) -> None:
     servable = new.servable_ids()
-    runtimes.catalog_changed(serving=new.serving_ids(), servable=servable)
+    serving = new.serving_ids()
+    runtimes.catalog_changed(
+        serving=serving,
+        servable=servable,
+        labels=[new.versions[i].label for i in serving if i in new.versions],
+    )
     costs.forget(servable)
 
 
