@@ -76,9 +76,16 @@ def _compile(estimator, n_features, sample) -> Compiled:
     if not hasattr(estimator, "predict_proba"):
         raise CompileRefused("only classifiers with predict_proba are compiled")
     rows = validation_sample(estimator, n_features, sample)
-    with sklearn.config_context(assume_finite=True):
-        expected_labels = estimator.predict(rows)
-        expected_proba = estimator.predict_proba(rows)
+    try:
+        with sklearn.config_context(assume_finite=True), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected_labels = estimator.predict(rows)
+            expected_proba = estimator.predict_proba(rows)
+    except Exception as exc:  # the model's own code: anything
+        raise CompileRefused(
+            f"the model's own predict failed on the validation sample "
+            f"({_first_line(exc)})"
+        ) from None
     reasons = []
     for dtype in (np.float64, np.float32):
         try:

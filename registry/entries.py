@@ -20,6 +20,11 @@ class VersionEntry:
     status_detail: str
     n_features: int | None
     classes: tuple
+    # The registered artifact when the runtime serves a file derived from
+    # it (the compiled one): verified too before loading, so a changed
+    # source is refused whichever file serves.
+    source_path: str = ""
+    source_sha256: str = ""
 
     @property
     def servable(self) -> bool:

@@ -155,6 +155,8 @@ def serving_models(
             artifact_path=row["compiled_path" if compiled else "artifact_path"],
             sha256=row["compiled_sha256" if compiled else "sha256"],
             runtime=runtime,
+            source_path=row["artifact_path"] if compiled else "",
+            source_sha256=row["sha256"] if compiled else "",
             status=row["status"],
             status_detail=row["status_detail"],
             n_features=row["n_features"],

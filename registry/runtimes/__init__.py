@@ -43,7 +43,11 @@ def artifact_load(runtime: str, relative_path: str, sha256: str) -> ModelRuntime
 
 def runtime_load(version) -> ModelRuntime:
     """Load the file a catalog VersionEntry serves (`artifact_path`,
-    `sha256`, `runtime`: the compiled file when ONNX Runtime serves it)."""
+    `sha256`, `runtime`: the compiled file when ONNX Runtime serves it),
+    after checking the registered file it came from (`source_path`): a
+    version whose artifact changed is refused whichever file serves it."""
+    if getattr(version, "source_path", ""):
+        artifacts.read_verified(version.source_path, version.source_sha256)
     return artifact_load(version.runtime, version.artifact_path, version.sha256)
 
 

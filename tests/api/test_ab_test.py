@@ -36,7 +36,9 @@ def predict(client, body=None, **extra):
 
 def running_entry():
     serving.catalog.invalidate()
-    return serving.catalog.snapshot().experiments["default"]
+    # wait: a background poll may hold the catalog's lock right now
+    serving.catalog.poll(wait=True)
+    return serving.catalog.current.experiments["default"]
 
 
 def binomial_ok(successes: int, n: int, p: float, level: float = 0.999) -> bool:

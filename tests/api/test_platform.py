@@ -83,12 +83,13 @@ def test_health_is_503_when_the_database_is_down(client, db, monkeypatch):
 
 
 def test_an_unexpected_error_is_a_json_500(client, two_versions, monkeypatch):
-    from registry.runtimes.sklearn import SklearnRuntime
+    from registry.runtimes import RUNTIMES
 
     def explode(self, rows):
         raise RuntimeError("kaboom")
 
-    monkeypatch.setattr(SklearnRuntime, "infer", explode)
+    for runtime in RUNTIMES.values():
+        monkeypatch.setattr(runtime, "infer", explode)
     response = client.post(
         "/predict",
         json.dumps({"features": SEED_FEATURES}),

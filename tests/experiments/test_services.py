@@ -75,7 +75,8 @@ def test_weighted_allocation_lives_in_the_database_and_reaches_routing(two_versi
     assert record.shares == shares
     assert record.inputs["v2.0"]["successes"] == 180
     serving.catalog.invalidate()
-    entry = serving.catalog.snapshot().experiments["default"]
+    serving.catalog.poll(wait=True)
+    entry = serving.catalog.current.experiments["default"]
     assert [round(a.share, 6) for a in entry.arms] == [shares["v1.0"], shares["v2.0"]]
     status = selectors.experiment_status(model_name="default")
     assert status["allocations"][0]["shares"] == shares
