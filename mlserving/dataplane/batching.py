@@ -23,15 +23,22 @@ Batcher stacks requests, adaptively (continuous batching):
   Rows of different widths, or for different loaded runtimes, are never
   stacked together.
 
-Which calls are batched (BATCHING); only calls that go to the inference
-thread at all (INLINE_INFERENCE_BUDGET_MS) are candidates:
+Which versions' calls are batched (BATCHING):
 
 - `off`: none; `on`: all;
 - `auto` (the default): where a stacked call is cheaper than its rows
-  one by one. scikit-learn runtimes always are; for any other runtime it
-  is measured: the version's per-row cost in multi-row calls (learned by
-  InferenceCosts) must be below BATCH_GAIN times its one-row cost. With
-  no multi-row call measured yet, such a version is not batched.
+  one by one, and a call costs enough (BATCH_MIN_SECONDS, measured) for
+  the hand-over to the thread not to matter. scikit-learn runtimes are
+  cheaper stacked; for any other runtime it is measured: the version's
+  per-row cost in multi-row calls (learned by InferenceCosts) must be
+  below BATCH_GAIN times its one-row cost. With no multi-row call
+  measured yet, such a version is not batched.
+
+A batched version's calls all go to the batcher, even those cheap enough
+to run inline on the event loop (INLINE_INFERENCE_BUDGET_MS: a
+scikit-learn forest's 5 ms is): inline, concurrent calls would run one
+after the other on the loop, 5 ms per row, and never meet in a batch.
+One connection pays the hand-over, under 5 % of such a call.
 """
 
 import asyncio
@@ -59,6 +66,12 @@ STACKING_RUNTIMES = frozenset({"sklearn"})
 # auto: other runtimes stack when a row of a multi-row call costs below
 # this share of a one-row call (a clear margin over measurement noise).
 BATCH_GAIN = 0.8
+# auto: calls expected to cost less than this are not batched but run as
+# before (inline on the loop when within INLINE_INFERENCE_BUDGET_MS): the
+# hand-over to the inference thread (~35 us) would cost one connection
+# more than 5 % (an ONNX Runtime forest answers one row in ~10 us, a
+# scikit-learn LogisticRegression in ~130 us, its forest in ~5 ms).
+BATCH_MIN_SECONDS = 0.5e-3
 
 
 def infer_alone(call, rows: np.ndarray, costs: InferenceCosts):
@@ -120,13 +133,15 @@ class Batcher:
         """Whether calls for `target` (a routing.Target whose calls go to
         the inference thread) are batched under the BATCHING setting."""
         mode = app_settings.BATCHING
-        if mode == "off":
-            return False
-        if mode == "on" or target.runtime.name in STACKING_RUNTIMES:
-            return True
+        if mode != "auto":
+            return mode == "on"
         one = self._costs.estimate(target.version.id, 1)
+        if one is None or one < BATCH_MIN_SECONDS:
+            return False
+        if target.runtime.name in STACKING_RUNTIMES:
+            return True
         two = self._costs.estimate(target.version.id, 2)
-        return one is not None and two is not None and two < BATCH_GAIN * 2 * one
+        return two is not None and two < BATCH_GAIN * 2 * one
 
     async def infer(self, call, rows: np.ndarray):
         """What infer_alone(call, rows) gives, or raises, computed on the

@@ -243,10 +243,10 @@ async def prediction_serve_async(
         key = cache_key(call, rows)
         hit = prediction_cache.get(key)
         if hit is None:
-            if costs.inline(target.version.id, len(rows)):
-                labels, proba = infer(call, rows)
-            elif batcher.applies(target):
+            if batcher.applies(target):
                 labels, proba = await batcher.infer(call, rows)
+            elif costs.inline(target.version.id, len(rows)):
+                labels, proba = infer(call, rows)
             else:
                 labels, proba = await in_inference_thread(infer, call, rows)
             prediction_cache.put(key, (labels, proba))

@@ -243,20 +243,29 @@ def target(runtime_name: str, version_id: int = 1):
     [
         ("off", "sklearn", None, False),
         ("on", "onnx", None, True),
-        ("auto", "sklearn", None, True),
+        # a scikit-learn forest: 5 ms a row
+        ("auto", "sklearn", (0.005, 0.006), True),
+        # a scikit-learn LogisticRegression: cheaper than the hand-over
+        ("auto", "sklearn", (0.00013, 0.00015), False),
+        ("auto", "sklearn", None, False),
         ("auto", "onnx", None, False),
         # a row of a 20-row call costs a tenth of a one-row call
         ("auto", "onnx", (0.010, 0.020), True),
         # rows cost the same alone and together
         ("auto", "onnx", (0.001, 0.020), False),
+        # an ONNX Runtime forest: 10 us a row, stacking or not
+        ("auto", "onnx", (0.00001, 0.00002), False),
     ],
     ids=[
         "off",
         "on",
-        "auto-sklearn",
+        "auto-sklearn-forest",
+        "auto-sklearn-cheap",
+        "auto-unmeasured-sklearn",
         "auto-unmeasured",
         "auto-measured-cheaper",
         "auto-measured-not-cheaper",
+        "auto-onnx-cheap",
     ],
 )
 def test_which_calls_are_batched(batching, mode, runtime_name, measured, batched):
