@@ -26,6 +26,7 @@ import os
 import socket
 
 import uvicorn
+from threadpoolctl import threadpool_limits
 
 from mlserving.asgi import application
 from mlserving.dataplane import serving
@@ -71,6 +72,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     # Loaded before the socket exists: until then the kernel sends this
     # port's connections to the other workers.
+    # One worker per core already: a model's own thread pools (OpenMP in
+    # HistGradientBoosting, BLAS) would put a pool per core in every
+    # worker, spinning between calls on the cores the others need.
+    threadpool_limits(limits=1)
     serving.warmup()
     gc_freeze()
     sock = reuseport_socket(args.host, args.port)
