@@ -496,7 +496,28 @@ def bench_ours(
                     body=body,
                     seconds=seconds,
                 )
+        MEMORY[label] = worker_rss_mb(port)
+        log(
+            f"{label}: RSS per web worker (MB), all three models loaded: {MEMORY[label]}"
+        )
     return runs, serving
+
+
+# RSS of each web worker (MB) after its runs, by server label.
+MEMORY: dict[str, list[float]] = {}
+
+
+def worker_rss_mb(port: int) -> list[float]:
+    """Resident memory of the web workers serving `port` (their command
+    line names it), each with every model loaded by then."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["cmdline", "memory_info"]):
+        cmdline = process.info["cmdline"] or []
+        if "mlserving.serve" in cmdline and str(port) in cmdline:
+            found.append(round(process.info["memory_info"].rss / 2**20, 1))
+    return sorted(found)
 
 
 def bare_command(kind: str, port: int) -> list[str]:
@@ -883,6 +904,8 @@ def report(result: dict, runs: list[Run], timings: list[Timing]) -> None:
         f"wrk 1 thread on CPU 1, {config['cpus']} CPUs, load avg before "
         f"{config['loadavg_before']}, after {config['loadavg_after']}"
     )
+    for label, sizes in config.get("rss_mb_per_web_worker", {}).items():
+        print(f"RSS per web worker, three models loaded, {label}: {sizes} MB")
     print()
     print(
         pb.table(
@@ -1167,6 +1190,7 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[dict, list, list]:
             )
     ratios, found = analyse(runs, timings, serving, args.models)
     config = {
+        "rss_mb_per_web_worker": dict(MEMORY),
         "models": args.models,
         "model_types": {m.name: m.model_type for m in files.values()},
         "onnx_conversion": {m.name: m.onnx_detail for m in files.values()},

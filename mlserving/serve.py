@@ -19,18 +19,26 @@ the idle and header deadlines (mlserving/uvicorn_protocol.py), keep-alive
 5 s, 20 s to finish requests on SIGTERM.
 """
 
-import argparse
-import gc
-import logging
 import os
-import socket
 
-import uvicorn
-from threadpoolctl import threadpool_limits
+# One worker per core already: a model's own thread pools (OpenMP in
+# HistGradientBoosting, OpenBLAS) would put a pool per core in every
+# worker, spinning between calls on the cores the others need. Set before
+# those libraries load, so that every thread (the event loop and the
+# inference thread) gets one; a value in the environment wins.
+for _pool in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_pool, "1")
 
-from mlserving.asgi import application
-from mlserving.dataplane import serving
-from mlserving.uvicorn_protocol import HttpProtocol
+import argparse  # noqa: E402
+import gc  # noqa: E402
+import logging  # noqa: E402
+import socket  # noqa: E402
+
+import uvicorn  # noqa: E402
+
+from mlserving.asgi import application  # noqa: E402
+from mlserving.dataplane import serving  # noqa: E402
+from mlserving.uvicorn_protocol import HttpProtocol  # noqa: E402
 
 logger = logging.getLogger("mlserving.front")
 
@@ -72,10 +80,6 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     # Loaded before the socket exists: until then the kernel sends this
     # port's connections to the other workers.
-    # One worker per core already: a model's own thread pools (OpenMP in
-    # HistGradientBoosting, BLAS) would put a pool per core in every
-    # worker, spinning between calls on the cores the others need.
-    threadpool_limits(limits=1)
     serving.warmup()
     gc_freeze()
     sock = reuseport_socket(args.host, args.port)
