@@ -77,7 +77,8 @@ def stored_ids() -> list[str]:
     return list(PredictionEvent.objects.values_list("request_id", flat=True))
 
 
-def test_the_writer_hands_its_batches_to_the_ingest_process(serve, writer):
+def test_the_writer_hands_its_batches_to_the_ingest_process(serve, writer, settings):
+    settings.MONITORING = {**settings.MONITORING, "EVENT_BATCH_SIZE": 500}
     server = serve()
     record(writer, make_events(1_200))
     assert writer.flush() is True
