@@ -215,7 +215,9 @@ def test_a_killed_process_of_any_role_is_back_and_nothing_answered_is_lost(
         f"{answering:.2f} s after, worker back after {back:.2f} s; restarts "
         f"{ {k: round(v, 2) for k, v in restarts.items()} }"
     )
-    assert all(-1.0 <= t <= 0 for t in lost_window), lost_window
+    # a request sent in the few ms between killed_at and the signal landing
+    # may still be answered by the dying worker (seen once: +3 ms)
+    assert all(-1.0 <= t <= 0.05 for t in lost_window), lost_window
     assert len(missing) < 0.05 * len(answered)
 
     # the restarted worker and beat roll up again
