@@ -29,6 +29,13 @@ SERVING_DEFAULTS = {
     "REGISTRY_POLL_INTERVAL": 0.25,
     "API_KEYS": [],
     "ALIAS": "production",
+    "ALLOW_PICKLE": True,
+    "SKOPS_TRUSTED_TYPES": [
+        "sklearn.tree._tree.Tree",
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    ],
+    "UPLOAD_MAX_BYTES": 100 * 1024 * 1024,
+    "ARTIFACT_MAX_UNPACKED_BYTES": 1024 * 1024 * 1024,
 }
 
 MONITORING_DEFAULTS = {

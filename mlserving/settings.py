@@ -253,6 +253,27 @@ MLSERVING = {
     "REGISTRY_POLL_INTERVAL": env.float("REGISTRY_POLL_INTERVAL", 0.25),
     "API_KEYS": [k for k in env.list("API_KEYS", default=[]) if k],
     "ALIAS": "production",
+    # joblib/pickle files run code when loaded: they may be registered
+    # only from the server's own disk (register_model, sync_artifacts; the
+    # seed's convention), only while this is on, and are converted to
+    # skops there; no other process ever unpickles (registry/formats.py).
+    "ALLOW_PICKLE": env.bool("ALLOW_PICKLE", True),
+    # Types beyond skops' defaults an uploaded skops file may build: the
+    # tree structures of scikit-learn's forests and boosting models.
+    # https://skops.readthedocs.io/en/stable/persistence.html
+    "SKOPS_TRUSTED_TYPES": env.list(
+        "SKOPS_TRUSTED_TYPES",
+        default=[
+            "sklearn.tree._tree.Tree",
+            "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        ],
+    ),
+    # An uploaded artifact's size, and what a skops (zip) file may unpack
+    # to (its central directory is checked before anything is read).
+    "UPLOAD_MAX_BYTES": env.int("UPLOAD_MAX_BYTES", 100 * 1024 * 1024),
+    "ARTIFACT_MAX_UNPACKED_BYTES": env.int(
+        "ARTIFACT_MAX_UNPACKED_BYTES", 1024 * 1024 * 1024
+    ),
 }
 
 # --- Experiments ----------------------------------------------------------

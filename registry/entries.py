@@ -5,7 +5,7 @@ They are plain facts (which versions exist, their artifacts, which one the
 alias names and which it named before); what a process does with them is
 the data plane's business (mlserving/dataplane/)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +25,9 @@ class VersionEntry:
     # source is refused whichever file serves.
     source_path: str = ""
     source_sha256: str = ""
+    # skops: the types beyond skops' defaults accepted at registration.
+    trusted_types: tuple = ()
+    feature_names: tuple = ()
 
     @property
     def servable(self) -> bool:
@@ -44,3 +47,14 @@ class ModelEntry:
     # the active version's artifact cannot be loaded.
     previous: tuple[VersionEntry, ...]
     versions: dict[str, VersionEntry]
+    # Every alias of the model (the default one too) and its version.
+    aliases: dict[str, VersionEntry] = field(default_factory=dict)
+
+
+def model_ref_split(ref: str | None) -> tuple[str | None, str | None]:
+    """`model@alias` -> (model, alias); `model` -> (model, None). An empty
+    model part (`@champion`) means the default model."""
+    if not ref or "@" not in ref:
+        return ref, None
+    name, alias = ref.split("@", 1)
+    return name or None, alias

@@ -36,6 +36,25 @@ class ModelVersionNotFound(NotFound):
         return cls(f"No version {version!r} of model {model!r}.", details=details)
 
 
+class AliasNotFound(NotFound):
+    code = "alias_not_found"
+
+    @classmethod
+    def of(cls, model: str, alias: str, available=None) -> "AliasNotFound":
+        details = {"model": model, "alias": alias}
+        if available is not None:
+            details["available"] = sorted(available)
+        return cls(f"Model {model!r} has no alias {alias!r}.", details=details)
+
+
+class AliasInvalid(ValidationFailed):
+    code = "alias_invalid"
+
+
+class AliasProtected(Conflict):
+    code = "alias_protected"
+
+
 class NoActiveVersion(Conflict):
     code = "no_active_version"
 
@@ -92,6 +111,10 @@ class InvalidFeatures(ValidationFailed):
 
 class FeatureCountMismatch(ValidationFailed):
     code = "feature_count_mismatch"
+
+
+class FeatureNamesMismatch(ValidationFailed):
+    code = "feature_names_mismatch"
 
 
 class TooManyRows(PayloadTooLarge):

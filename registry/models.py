@@ -32,6 +32,8 @@ class ModelVersion(models.Model):
     class Format(models.TextChoices):
         JOBLIB = "joblib", "joblib"
         PICKLE = "pickle", "pickle"
+        SKOPS = "skops", "skops"
+        ONNX = "onnx", "ONNX"
 
     model = models.ForeignKey(
         RegisteredModel, on_delete=models.CASCADE, related_name="versions"
@@ -63,6 +65,20 @@ class ModelVersion(models.Model):
     compiled_sha256 = models.CharField(max_length=64, blank=True)
     compiled_size_bytes = models.BigIntegerField(null=True, blank=True)
     compiled_detail = models.TextField(blank=True)
+    # The form scikit-learn serves from: a skops file, never a pickle
+    # (registry/formats.py). A skops upload is its own; a joblib file
+    # registered from the server's disk is converted once, by the command
+    # that registers it. `trusted_types` are the types outside skops'
+    # defaults that loading it needs, accepted at registration
+    # (SKOPS_TRUSTED_TYPES for uploads; the operator's own file otherwise).
+    skops_path = models.CharField(max_length=500, blank=True)
+    skops_sha256 = models.CharField(max_length=64, blank=True)
+    trusted_types = models.JSONField(default=list, blank=True)
+    # The signature beside n_features, feature_names and classes: the
+    # tensor type the model takes (V2 datatype) and the scikit-learn
+    # version the file came from, when known.
+    input_dtype = models.CharField(max_length=8, default="FP64")
+    sklearn_version = models.CharField(max_length=32, blank=True)
     model_type = models.CharField(max_length=200, blank=True)
     n_features = models.PositiveIntegerField(null=True, blank=True)
     feature_names = models.JSONField(default=list, blank=True)
@@ -103,7 +119,11 @@ class ModelVersion(models.Model):
         """The runtime that serves it now (MODEL_RUNTIME applied)."""
         from registry.runtimes import runtime_for
 
-        return runtime_for(self.runtime, compiled=bool(self.compiled_path))
+        return runtime_for(
+            self.runtime,
+            compiled=bool(self.compiled_path),
+            sklearn=self.format != self.Format.ONNX,
+        )
 
 
 class ModelAlias(models.Model):
@@ -136,6 +156,9 @@ class AliasChange(models.Model):
     class Action(models.TextChoices):
         ACTIVATE = "activate", "Activate"
         ROLLBACK = "rollback", "Roll back"
+        # Aliases other than the default one (champion, challenger, ...)
+        SET = "set", "Set alias"
+        REMOVE = "remove", "Remove alias"
 
     model = models.ForeignKey(
         RegisteredModel, on_delete=models.CASCADE, related_name="alias_changes"
@@ -156,7 +179,7 @@ class AliasChange(models.Model):
     )
     # Kept as text too, so history survives deleting an old version.
     from_label = models.CharField(max_length=64, blank=True)
-    to_label = models.CharField(max_length=64)
+    to_label = models.CharField(max_length=64, blank=True)  # "" when removed
     action = models.CharField(max_length=16, choices=Action.choices)
     changed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,

@@ -5,8 +5,8 @@ generation (registry/generation.py) moved."""
 from django.db.models import Exists, OuterRef, QuerySet
 
 from mlserving.conf import app_settings
-from registry.entries import ModelEntry, VersionEntry
-from registry.errors import ModelNotFound, ModelVersionNotFound
+from registry.entries import ModelEntry, VersionEntry, model_ref_split
+from registry.errors import AliasNotFound, ModelNotFound, ModelVersionNotFound
 from registry.models import (
     AliasChange,
     ModelAlias,
@@ -28,6 +28,7 @@ def default_model_name(names: list[str], configured: str) -> str | None:
 
 def model_get(*, name: str | None = None) -> RegisteredModel:
     """A registered model by name, or the default model. ModelNotFound."""
+    name = model_ref_split(name)[0]
     if name:
         try:
             return RegisteredModel.objects.get(name=name)
@@ -56,6 +57,27 @@ def model_version_get_active(*, model: RegisteredModel) -> ModelVersion | None:
     return alias.version if alias else None
 
 
+def model_version_get_by_alias(*, model: RegisteredModel, alias: str) -> ModelVersion:
+    """The version `alias` points at. AliasNotFound."""
+    row = (
+        ModelAlias.objects.filter(model=model, name=alias)
+        .select_related("version")
+        .first()
+    )
+    if row is None:
+        raise AliasNotFound.of(model.name, alias, available=model_aliases(model=model))
+    return row.version
+
+
+def model_aliases(*, model: RegisteredModel) -> dict[str, str]:
+    """Every alias of a model and the version it points at."""
+    return dict(
+        ModelAlias.objects.filter(model=model)
+        .order_by("name")
+        .values_list("name", "version__version")
+    )
+
+
 def model_version_with_active_flag(queryset: QuerySet) -> QuerySet:
     """`queryset` of versions annotated with `is_active` (the alias points
     at it), in the same query."""
@@ -73,9 +95,8 @@ def model_version_list(*, model: RegisteredModel) -> QuerySet[ModelVersion]:
 def alias_history_list(
     *, model: RegisteredModel, limit: int = 50
 ) -> QuerySet[AliasChange]:
-    return AliasChange.objects.filter(
-        model=model, alias=app_settings.ALIAS
-    ).select_related("changed_by")[:limit]
+    """The latest moves of every alias of the model, newest first."""
+    return AliasChange.objects.filter(model=model).select_related("changed_by")[:limit]
 
 
 def stack_replay(changes) -> list[int]:
@@ -119,6 +140,38 @@ def rollback_target(*, model: RegisteredModel) -> ModelVersion | None:
     return None
 
 
+def _version_entry(row: dict) -> VersionEntry:
+    """The catalog entry of a version row: it names the file its runtime
+    serves (the compiled ONNX file, or the skops form; never a pickle),
+    and the registered file when that is another one (verified too)."""
+    runtime = runtime_for(
+        row["runtime"],
+        compiled=bool(row["compiled_path"]),
+        sklearn=row["format"] != ModelVersion.Format.ONNX,
+    )
+    if runtime == OnnxRuntime.name:
+        path, sha = row["compiled_path"], row["compiled_sha256"]
+    else:
+        path, sha = row["skops_path"], row["skops_sha256"]
+    own = path == row["artifact_path"]
+    return VersionEntry(
+        id=row["id"],
+        model=row["model__name"],
+        version=row["version"],
+        artifact_path=path,
+        sha256=sha,
+        runtime=runtime,
+        source_path="" if own else row["artifact_path"],
+        source_sha256="" if own else row["sha256"],
+        trusted_types=tuple(row["trusted_types"] or ()),
+        feature_names=tuple(row["feature_names"] or ()),
+        status=row["status"],
+        status_detail=row["status_detail"],
+        n_features=row["n_features"],
+        classes=tuple(row["classes"] or ()),
+    )
+
+
 def serving_models(
     *, alias: str, default_name: str
 ) -> tuple[dict[str, ModelEntry], str | None]:
@@ -139,34 +192,28 @@ def serving_models(
         "runtime",
         "compiled_path",
         "compiled_sha256",
+        "skops_path",
+        "skops_sha256",
+        "trusted_types",
+        "format",
         "status",
         "status_detail",
         "n_features",
+        "feature_names",
         "classes",
     ):
-        # The entry names the file its runtime serves: the compiled one
-        # when ONNX Runtime serves it.
-        runtime = runtime_for(row["runtime"], compiled=bool(row["compiled_path"]))
-        compiled = runtime == OnnxRuntime.name
-        entry = VersionEntry(
-            id=row["id"],
-            model=row["model__name"],
-            version=row["version"],
-            artifact_path=row["compiled_path" if compiled else "artifact_path"],
-            sha256=row["compiled_sha256" if compiled else "sha256"],
-            runtime=runtime,
-            source_path=row["artifact_path"] if compiled else "",
-            source_sha256=row["sha256"] if compiled else "",
-            status=row["status"],
-            status_detail=row["status_detail"],
-            n_features=row["n_features"],
-            classes=tuple(row["classes"] or ()),
-        )
+        entry = _version_entry(row)
         entries[entry.id] = entry
         by_model[entry.model][entry.version] = entry
-    active = dict(
-        ModelAlias.objects.filter(name=alias).values_list("model__name", "version_id")
-    )
+    active: dict[str, int] = {}
+    aliases: dict[str, dict[str, VersionEntry]] = {name: {} for name in names}
+    for model_name, alias_name, version_id in ModelAlias.objects.values_list(
+        "model__name", "name", "version_id"
+    ):
+        if alias_name == alias:
+            active[model_name] = version_id
+        if version_id in entries:
+            aliases[model_name][alias_name] = entries[version_id]
     # Fallbacks follow the rollback order: versions a rollback moved away
     # from were rejected by someone and are not served again on their own.
     history: dict[str, list[tuple[str, int]]] = {name: [] for name in names}
@@ -189,6 +236,7 @@ def serving_models(
             active=entries.get(active.get(name)),
             previous=tuple(previous),
             versions=by_model[name],
+            aliases=aliases[name],
         )
     return models, default_model_name(names, default_name)
 

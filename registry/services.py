@@ -3,18 +3,28 @@ same transaction (registry/generation.py), which is how serving processes
 learn of it; the writing process's own catalog sees it at once."""
 
 import logging
-import shutil
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from datetime import UTC
 from pathlib import Path
 
+import numpy as np
+import skops.io
 from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
 from mlserving.conf import app_settings
-from registry import artifacts, selectors
-from registry.compile import Compiled, CompileRefused, onnx_compile
+from registry import artifacts, formats, selectors
+from registry.compile import (
+    Compiled,
+    CompileRefused,
+    onnx_compile,
+    validation_sample,
+)
 from registry.errors import (
+    AliasInvalid,
+    AliasNotFound,
+    AliasProtected,
     ArtifactError,
     ArtifactLoadError,
     ArtifactPathError,
@@ -32,8 +42,11 @@ from registry.models import (
 )
 from registry.runtimes import OnnxRuntime, SklearnRuntime, artifact_load
 from registry.runtimes.base import Signature
+from registry.runtimes.sklearn import unpickle_from_disk
 
 logger = logging.getLogger("registry")
+
+ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,49}$")
 
 
 def actor_of(user, actor: str) -> str:
@@ -63,104 +76,205 @@ def model_register(*, name: str, description: str = "") -> RegisteredModel:
     return model
 
 
-@dataclass(frozen=True)
-class Inspection:
-    sha256: str
-    size_bytes: int
-    model_type: str
-    n_features: int | None
-    feature_names: list
-    classes: list
-    # The ONNX form when it validated (registry/compile.py), and what
-    # validation found or why there is none.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
+
+# Where an artifact's bytes came from: the server's own disk (an
+# operator's command) or an upload (the admin, the API).
+DISK, UPLOAD = "disk", "upload"
+
+
+def names_check(*, model_name: str, version: str) -> None:
+    """ArtifactPathError unless both are plain names: they become folder
+    names under the artifacts root, so no '/', '..' or absolute path."""
+    if not isinstance(model_name, str) or not NAME_PATTERN.match(model_name):
+        raise ArtifactPathError(
+            f"Model name {model_name!r} must be 1-100 letters, digits, '_' or "
+            "'-', starting with a letter or digit.",
+            details={"model": model_name},
+        )
+    if not isinstance(version, str) or not artifacts.VERSION_PATTERN.match(version):
+        raise ArtifactPathError(
+            f"Version {version!r} must be 1-64 letters, digits, '.', '_' or "
+            "'-', starting with a letter or digit.",
+            details={"version": version},
+        )
+    if version in (".", "..") or ".." in version:
+        raise ArtifactPathError(
+            f"Version {version!r} must not contain '..'.",
+            details={"version": version},
+        )
+
+
+@dataclass
+class Prepared:
+    """An artifact understood in memory, before any file is written: its
+    format, signature, and the forms that will serve it."""
+
+    data: bytes
+    format: str  # ModelVersion.Format
+    signature: Signature
+    # The skops form scikit-learn serves from: the artifact itself (skops
+    # upload), written from a pickle on the server's disk, or None (ONNX).
+    skops_payload: bytes | None
+    trusted_types: list
     compiled: Compiled | None = None
     compiled_detail: str = ""
 
+    @property
+    def sha256(self) -> str:
+        return artifacts.sha256_hex(self.data)
+
+
+def _signature_with_metadata(signature: Signature, metadata: dict) -> Signature:
+    """Feature names from the metadata JSON when the model has none (a
+    model fitted on a plain array)."""
+    names = metadata.get("feature_names")
+    if (
+        not signature.feature_names
+        and isinstance(names, list)
+        and all(isinstance(n, str) for n in names)
+        and len(set(names)) == len(names)
+        and (signature.n_features is None or len(names) == signature.n_features)
+    ):
+        return replace(signature, feature_names=list(names))
+    return signature
+
+
+def _skops_form(estimator, signature: Signature) -> tuple[bytes, list]:
+    """The estimator written as skops, the types loading it needs, checked
+    to answer exactly as the original on the compile validation rows.
+    ArtifactLoadError when it cannot be stored so."""
+    try:
+        payload = skops.io.dumps(estimator)
+        trusted = sorted(skops.io.get_untrusted_types(data=payload))
+        copy = skops.io.loads(payload, trusted=trusted)
+    except Exception as exc:  # skops refuses what it cannot represent
+        raise ArtifactLoadError(
+            "The model cannot be stored as skops, the only form scikit-learn "
+            f"versions serve from ({type(exc).__name__}: {str(exc)[:200]}).",
+        ) from None
+    if signature.n_features:
+        rows = validation_sample(estimator, signature.n_features)[:256]
+        original = SklearnRuntime.from_estimator(estimator).infer(rows)
+        stored = SklearnRuntime.from_estimator(copy).infer(rows)
+        same = np.array_equal(original[0], stored[0]) and (
+            (original[1] is None and stored[1] is None)
+            or np.array_equal(original[1], stored[1], equal_nan=True)
+        )
+        if not same:
+            raise ArtifactLoadError(
+                "The model's skops copy answers differently from the original; "
+                "it cannot be served safely."
+            )
+    return payload, trusted
+
+
+def _prepare(data: bytes, *, origin: str, metadata: dict) -> Prepared:
+    """Recognize and inspect artifact bytes (registry/formats.py). A pickle
+    is unpickled only from the server's disk while ALLOW_PICKLE is on;
+    uploads may be skops (types in SKOPS_TRUSTED_TYPES) or ONNX.
+    UploadRefused, UntrustedTypes, PayloadTooLarge, ArtifactLoadError."""
+    kind = formats.sniff(data)
+    if kind == formats.PICKLE:
+        if origin != DISK:
+            formats.upload_inspect(
+                data,
+                trusted=app_settings.SKOPS_TRUSTED_TYPES,
+                max_bytes=app_settings.UPLOAD_MAX_BYTES,
+            )  # raises: pickles are refused by upload
+        if not app_settings.ALLOW_PICKLE:
+            raise formats.UploadRefused(
+                "joblib/pickle files are refused while ALLOW_PICKLE is off; "
+                "register a skops or ONNX file.",
+                details={"format": "pickle"},
+            )
+        estimator, trained_with = unpickle_from_disk(data)
+        loaded = SklearnRuntime.from_estimator(estimator)
+        signature = loaded.signature()
+        if trained_with:
+            signature = replace(signature, sklearn_version=trained_with)
+        payload, trusted = _skops_form(estimator, signature)
+        prepared = Prepared(
+            data, ModelVersion.Format.JOBLIB, signature, payload, trusted
+        )
+    else:
+        inspected, estimator = formats.upload_inspect(
+            data,
+            trusted=app_settings.SKOPS_TRUSTED_TYPES,
+            max_bytes=(
+                app_settings.UPLOAD_MAX_BYTES
+                if origin == UPLOAD
+                else max(app_settings.UPLOAD_MAX_BYTES, len(data))
+            ),
+            max_unpacked_bytes=app_settings.ARTIFACT_MAX_UNPACKED_BYTES,
+        )
+        signature = replace(
+            inspected.signature,
+            input_dtype=inspected.input_dtype,
+            sklearn_version=inspected.sklearn_version,
+        )
+        if inspected.format == formats.ONNX:
+            prepared = Prepared(data, ModelVersion.Format.ONNX, signature, None, [])
+        else:
+            prepared = Prepared(
+                data,
+                ModelVersion.Format.SKOPS,
+                signature,
+                data,
+                list(inspected.untrusted_types),
+            )
+    prepared.signature = _signature_with_metadata(prepared.signature, metadata)
+    if prepared.skops_payload is not None:
+        try:
+            prepared.compiled = onnx_compile(
+                estimator,
+                n_features=prepared.signature.n_features,
+                digest=prepared.sha256,
+            )
+            prepared.compiled_detail = prepared.compiled.detail
+        except CompileRefused as refused:
+            prepared.compiled_detail = f"not compiled: {refused.reason}"
+    else:
+        prepared.compiled_detail = "uploaded as ONNX; served by ONNX Runtime"
+    return prepared
+
+
+def artifact_upload_check(*, data: bytes) -> Prepared:
+    """What registering uploaded bytes would find, without writing
+    anything: the admin form's check. Never unpickles."""
+    return _prepare(data, origin=UPLOAD, metadata={})
+
 
 def artifact_signature(*, data: bytes, runtime: str = "sklearn") -> Signature:
-    """Load artifact bytes once to read what the model says about itself.
-    ArtifactLoadError when they are not a loadable model."""
-    return _loaded_signature(data)[0]
+    """The signature of artifact bytes from the server's disk (a pickle is
+    unpickled: never call it with uploaded bytes)."""
+    return _prepare(data, origin=DISK, metadata={}).signature
 
 
-def _loaded_signature(data: bytes, *, compile_onnx: bool = False):
-    """(signature, compiled or None, detail) of scikit-learn artifact bytes,
-    loaded once."""
-    loaded = SklearnRuntime(data)
-    loaded.load()
-    signature = loaded.signature()
-    compiled, detail = None, ""
-    if compile_onnx:
-        try:
-            compiled = onnx_compile(
-                loaded.estimator,
-                n_features=signature.n_features,
-                digest=artifacts.sha256_hex(data),
-            )
-            detail = compiled.detail
-        except CompileRefused as refused:
-            detail = f"not compiled: {refused.reason}"
-    loaded.unload()
-    return signature, compiled, detail
-
-
-def artifact_inspect(*, relative_path: str, compile_onnx: bool = True) -> Inspection:
-    """Hash and load an artifact to learn its signature, and convert it to
-    ONNX (kept only when it validates). Raises ArtifactError subclasses
-    when the file is missing or not loadable."""
-    path = artifacts.resolve(relative_path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ArtifactLoadError(
-            f"Artifact file {relative_path} cannot be read: {exc.strerror}.",
-            details={"path": relative_path},
-        ) from None
-    try:
-        signature, compiled, detail = _loaded_signature(data, compile_onnx=compile_onnx)
-    except ArtifactError as exc:
-        exc.details.setdefault("path", relative_path)
-        exc.message = f"{relative_path}: {exc.message}"
-        raise
-    return Inspection(
-        sha256=artifacts.sha256_hex(data),
-        size_bytes=len(data),
-        model_type=signature.model_type,
-        n_features=signature.n_features,
-        feature_names=signature.feature_names,
-        classes=signature.classes,
-        compiled=compiled,
-        compiled_detail=detail,
-    )
-
-
-def _compiled_write(compiled: Compiled, *, model_name: str, version: str) -> str:
-    """Store a compiled file at <root>/<model>/<version>/model.onnx (our own
-    derived file: replaced if a refused registration left one); its path
-    relative to the root."""
-    relative = f"{model_name}/{version}/model.onnx"
+def _write_new(relative: str, payload: bytes) -> str:
+    """Write `payload` at `relative` under the root (refusing to replace an
+    existing file); the path."""
     target = artifacts.resolve(relative)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(compiled.payload)
+    try:
+        with open(target, "xb") as handle:
+            handle.write(payload)
+    except FileExistsError:
+        raise ArtifactPathError(
+            f"{relative} already exists in the artifacts root; refusing to "
+            "overwrite an artifact.",
+            details={"path": relative},
+        ) from None
     return relative
 
 
-def _place_in_root(source: Path, *, model_name: str, version: str) -> str:
-    """The artifact's path relative to the root; a file from outside the
-    root is copied to <root>/<model>/<version>/<filename> first."""
-    relative = artifacts.relative_to_root(source)
-    if relative is not None:
-        return relative
-    target_dir = artifacts.artifacts_root() / model_name / version
-    target_dir.mkdir(parents=True, exist_ok=True)
-    target = target_dir / source.name
-    if target.exists():
-        raise ArtifactPathError(
-            f"{target} already exists; refusing to overwrite an artifact.",
-            details={"path": str(target)},
-        )
-    shutil.copyfile(source, target)
-    return target.relative_to(artifacts.artifacts_root()).as_posix()
+def _derived_write(relative: str, payload: bytes) -> str:
+    """Write one of our own derived files (replaced if a refused
+    registration left one)."""
+    target = artifacts.resolve(relative)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(payload)
+    return relative
 
 
 def _ensure_new(model_name: str, version: str) -> None:
@@ -171,68 +285,118 @@ def _ensure_new(model_name: str, version: str) -> None:
         )
 
 
+_EXTENSIONS = {
+    ModelVersion.Format.JOBLIB: "joblib",
+    ModelVersion.Format.SKOPS: "skops",
+    ModelVersion.Format.ONNX: "onnx",
+}
+
+
+_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def _file_name(name: str | None, prepared: Prepared) -> str:
+    """The stored file's name: the given one when it is a plain file name
+    (no folder, no '..'), else model.<format>."""
+    if name and _FILE_NAME.match(name) and ".." not in name:
+        return name
+    return f"model.{_EXTENSIONS[prepared.format]}"
+
+
 def model_version_register(
     *,
     model_name: str,
     version: str,
-    source: Path,
+    source: Path | None = None,
+    data: bytes | None = None,
+    filename: str | None = None,
+    origin: str = DISK,
     metadata: dict | None = None,
     description: str = "",
     runtime: str = ModelVersion.Runtime.AUTO,
     user=None,
 ) -> ModelVersion:
-    """Register the artifact at `source` as `model_name:version`.
+    """Register an artifact as `model_name:version`: the file at `source`
+    on the server's disk, or uploaded bytes (`data`, origin UPLOAD).
 
-    The file is confined to (or copied into) ARTIFACTS_ROOT, hashed and
-    loaded once to record its signature. Raises VersionExists, or an
-    ArtifactError subclass if the file is not servable.
-    """
+    Everything is checked in memory first (names, format, signature; a
+    pickle only from disk with ALLOW_PICKLE); then the files are written
+    under <root>/<model>/<version>/ (a file already in the root stays where
+    it is) and the row is created. A refused registration leaves no file
+    and no row. Raises VersionExists, ArtifactPathError, UploadRefused,
+    UntrustedTypes, PayloadTooLarge or ArtifactLoadError."""
     metadata = dict(metadata or {})
-    if not artifacts.VERSION_PATTERN.match(version):
-        raise ArtifactPathError(
-            f"Version {version!r} must be 1-64 letters, digits, '.', '_' or "
-            "'-', starting with a letter or digit.",
-            details={"version": version},
-        )
-    source = Path(source)
-    if not source.is_file():
-        raise ArtifactLoadError(f"No file at {source}.", details={"path": str(source)})
+    names_check(model_name=model_name, version=version)
+    in_root = None
+    if data is None:
+        source = Path(source)
+        if not source.is_file():
+            raise ArtifactLoadError(
+                f"No file at {source}.", details={"path": str(source)}
+            )
+        in_root = artifacts.relative_to_root(source)
+        data = source.read_bytes()
+        filename = filename or source.name
     _ensure_new(model_name, version)
-    copied = artifacts.relative_to_root(source) is None
-    relative = _place_in_root(source, model_name=model_name, version=version)
-    written = [relative] if copied else []
+    prepared = _prepare(data, origin=origin, metadata=metadata)
+    folder = f"{model_name}/{version}"
+    written: list[str] = []
     try:
-        inspection = artifact_inspect(relative_path=relative)
+        relative = in_root
+        if relative is None:
+            relative = _write_new(f"{folder}/{_file_name(filename, prepared)}", data)
+            written.append(relative)
+        skops_path = ""
+        if prepared.format == ModelVersion.Format.SKOPS:
+            skops_path = relative
+        elif prepared.skops_payload is not None:
+            skops_path = _derived_write(f"{folder}/model.skops", prepared.skops_payload)
+            written.append(skops_path)
         compiled_path = ""
-        if inspection.compiled is not None:
-            compiled_path = _compiled_write(
-                inspection.compiled, model_name=model_name, version=version
+        if prepared.format == ModelVersion.Format.ONNX:
+            compiled_path = relative
+        elif prepared.compiled is not None:
+            compiled_path = _derived_write(
+                f"{folder}/model.onnx", prepared.compiled.payload
             )
             written.append(compiled_path)
         row = _version_create(
             model_name=model_name,
             version=version,
             relative=relative,
-            inspection=inspection,
+            prepared=prepared,
+            skops_path=skops_path,
             compiled_path=compiled_path,
             metadata=metadata,
             description=description,
             runtime=runtime,
             user=user,
         )
-    except Exception:
+    except BaseException:
         for path in written:  # leave no unregistered file behind
             artifacts.resolve(path).unlink(missing_ok=True)
+        _prune_empty(folder)
         raise
     logger.info(
-        "registered %s:%s (%s; runtime %s, %s)",
+        "registered %s:%s (%s, %s; runtime %s, %s)",
         model_name,
         version,
         relative,
+        prepared.format,
         row.serving_runtime,
-        inspection.compiled_detail,
+        prepared.compiled_detail,
     )
     return row
+
+
+def _prune_empty(folder: str) -> None:
+    """Remove <root>/<model>/<version>/ and <root>/<model>/ if empty."""
+    path = artifacts.resolve(folder)
+    for candidate in (path, path.parent):
+        try:
+            candidate.rmdir()
+        except OSError:
+            return
 
 
 def _version_create(
@@ -240,7 +404,8 @@ def _version_create(
     model_name: str,
     version: str,
     relative: str,
-    inspection: Inspection,
+    prepared: Prepared,
+    skops_path: str,
     compiled_path: str,
     metadata: dict,
     description: str,
@@ -252,7 +417,17 @@ def _version_create(
         for key in ("accuracy", "f1", "precision", "recall", "roc_auc")
         if isinstance(metadata.get(key), (int, float))
     }
-    metrics.update(metadata.get("metrics") or {})
+    if isinstance(metadata.get("metrics"), dict):
+        metrics.update(metadata["metrics"])
+    signature = prepared.signature
+    compiled = prepared.compiled
+    if prepared.format == ModelVersion.Format.ONNX:
+        compiled_sha, compiled_size = prepared.sha256, len(prepared.data)
+    elif compiled is not None:
+        compiled_sha = artifacts.sha256_hex(compiled.payload)
+        compiled_size = len(compiled.payload)
+    else:
+        compiled_sha, compiled_size = "", None
     with transaction.atomic():
         model, _ = RegisteredModel.objects.get_or_create(
             name=model_name, defaults={"description": description}
@@ -262,27 +437,30 @@ def _version_create(
             model=model,
             version=version,
             artifact_path=relative,
-            format=ModelVersion.Format.JOBLIB,
+            format=prepared.format,
             runtime=runtime,
-            sha256=inspection.sha256,
-            size_bytes=inspection.size_bytes,
-            compiled_path=compiled_path,
-            compiled_sha256=(
-                artifacts.sha256_hex(inspection.compiled.payload)
-                if inspection.compiled
+            sha256=prepared.sha256,
+            size_bytes=len(prepared.data),
+            skops_path=skops_path,
+            skops_sha256=(
+                artifacts.sha256_hex(prepared.skops_payload)
+                if prepared.skops_payload is not None
                 else ""
             ),
-            compiled_size_bytes=(
-                len(inspection.compiled.payload) if inspection.compiled else None
-            ),
-            compiled_detail=inspection.compiled_detail,
-            model_type=str(metadata.get("model_type") or inspection.model_type),
-            n_features=inspection.n_features,
-            feature_names=inspection.feature_names,
-            classes=inspection.classes,
+            trusted_types=prepared.trusted_types,
+            compiled_path=compiled_path,
+            compiled_sha256=compiled_sha,
+            compiled_size_bytes=compiled_size,
+            compiled_detail=prepared.compiled_detail,
+            model_type=str(metadata.get("model_type") or signature.model_type)[:200],
+            n_features=signature.n_features,
+            feature_names=signature.feature_names,
+            classes=signature.classes,
+            input_dtype=signature.input_dtype,
+            sklearn_version=signature.sklearn_version or "",
             metrics=metrics,
             metadata=metadata,
-            display_name=str(metadata.get("name") or ""),
+            display_name=str(metadata.get("name") or "")[:200],
             created_by=real_user(user),
         )
         created_at = metadata.get("created_at")
@@ -302,9 +480,16 @@ def model_version_verify(*, version: ModelVersion) -> ModelVersion:
     outcome in `status`; the compiled file too, when there is one.
     Returns the version (status updated)."""
     try:
-        artifact_load(
-            SklearnRuntime.name, version.artifact_path, version.sha256
-        ).unload()
+        # The registered file against its digest (a pickle is never loaded
+        # here), then each form that may serve it, loaded.
+        artifacts.read_verified(version.artifact_path, version.sha256)
+        if version.format != ModelVersion.Format.ONNX:
+            artifact_load(
+                SklearnRuntime.name,
+                version.skops_path,
+                version.skops_sha256,
+                trusted=tuple(version.trusted_types),
+            ).unload()
         if version.compiled_path:
             artifact_load(
                 OnnxRuntime.name, version.compiled_path, version.compiled_sha256
@@ -321,32 +506,48 @@ def model_version_verify(*, version: ModelVersion) -> ModelVersion:
 def model_version_compile(
     *, version: ModelVersion, force: bool = False
 ) -> ModelVersion:
-    """Convert an already registered version to ONNX (versions registered
-    before the compiled runtime existed, or again with `force`). The joblib
-    file is verified against its sha256 first; the outcome is recorded
-    like at registration."""
-    if version.compiled_path and not force:
+    """Make the serving forms a version lacks: the skops form of a version
+    registered from a pickle before skops forms existed, and the ONNX
+    conversion (again with `force`). The registered file is verified
+    against its sha256 first; a pickle is unpickled here, so this runs
+    only from the `compile_versions` command, on the server's own files.
+    The outcome is recorded like at registration."""
+    if version.format == ModelVersion.Format.ONNX:
+        return version
+    if version.compiled_path and version.skops_path and not force:
         return version
     data = artifacts.read_verified(version.artifact_path, version.sha256)
-    _, compiled, detail = _loaded_signature(data, compile_onnx=True)
+    prepared = _prepare(data, origin=DISK, metadata=version.metadata or {})
+    folder = f"{version.model.name}/{version.version}"
+    skops_path, skops_sha = version.skops_path, version.skops_sha256
+    if not skops_path and prepared.skops_payload is not None:
+        skops_path = _derived_write(f"{folder}/model.skops", prepared.skops_payload)
+        skops_sha = artifacts.sha256_hex(prepared.skops_payload)
     path = sha = ""
     size = None
-    if compiled is not None:
-        path = _compiled_write(
-            compiled, model_name=version.model.name, version=version.version
-        )
-        sha, size = artifacts.sha256_hex(compiled.payload), len(compiled.payload)
+    if prepared.compiled is not None:
+        path = _derived_write(f"{folder}/model.onnx", prepared.compiled.payload)
+        sha = artifacts.sha256_hex(prepared.compiled.payload)
+        size = len(prepared.compiled.payload)
+    fields = {
+        "skops_path": skops_path,
+        "skops_sha256": skops_sha,
+        "trusted_types": version.trusted_types or prepared.trusted_types,
+        "compiled_path": path,
+        "compiled_sha256": sha,
+        "compiled_size_bytes": size,
+        "compiled_detail": prepared.compiled_detail,
+        "input_dtype": prepared.signature.input_dtype,
+        "sklearn_version": prepared.signature.sklearn_version or "",
+    }
+    if not version.feature_names:
+        fields["feature_names"] = prepared.signature.feature_names
     with transaction.atomic():
-        ModelVersion.objects.filter(pk=version.pk).update(
-            compiled_path=path,
-            compiled_sha256=sha,
-            compiled_size_bytes=size,
-            compiled_detail=detail,
-        )
+        ModelVersion.objects.filter(pk=version.pk).update(**fields)
         registry_generation_bump()
-    version.compiled_path, version.compiled_sha256 = path, sha
-    version.compiled_size_bytes, version.compiled_detail = size, detail
-    logger.info("%s compiled: %s", version, detail)
+    for name, value in fields.items():
+        setattr(version, name, value)
+    logger.info("%s compiled: %s", version, prepared.compiled_detail)
     return version
 
 
@@ -415,8 +616,9 @@ def _move_alias(
     user,
     actor: str,
     note: str,
+    alias_name: str | None = None,
 ) -> AliasChange | None:
-    alias_name = app_settings.ALIAS
+    alias_name = alias_name or app_settings.ALIAS
     with transaction.atomic():
         # Lock the model row so two activations of one model serialize.
         RegisteredModel.objects.select_for_update().get(pk=model.pk)
@@ -520,6 +722,96 @@ def model_rollback(
             actor=actor,
             note=note,
         )
+
+
+def _alias_checked(alias: str) -> str:
+    if not isinstance(alias, str) or not ALIAS_PATTERN.match(alias):
+        raise AliasInvalid(
+            f"Alias {alias!r} must be 1-50 lower-case letters, digits, '_' "
+            "or '-', starting with a letter.",
+            details={"alias": alias},
+        )
+    return alias
+
+
+def model_alias_set(
+    *,
+    version: ModelVersion,
+    alias: str,
+    user=None,
+    actor: str = "",
+    note: str = "",
+) -> AliasChange | None:
+    """Point `alias` of the version's model at `version` (created if new,
+    moved otherwise; the move is in the history). The default alias
+    (ALIAS, `production`) is an activation. None when it already pointed
+    there. AliasInvalid, VersionUnavailable, ArtifactError subclasses."""
+    alias = _alias_checked(alias)
+    if alias == app_settings.ALIAS:
+        return model_version_activate(
+            version=version, user=user, actor=actor, note=note
+        )
+    _ensure_servable(version)
+    return _move_alias(
+        model=version.model,
+        version=version,
+        action=AliasChange.Action.SET,
+        user=user,
+        actor=actor,
+        note=note,
+        alias_name=alias,
+    )
+
+
+def model_alias_remove(
+    *, model: RegisteredModel, alias: str, user=None, actor: str = "", note: str = ""
+) -> AliasChange:
+    """Delete an alias (recorded in the history). AliasProtected for the
+    default alias (activate another version instead), AliasNotFound."""
+    if alias == app_settings.ALIAS:
+        raise AliasProtected(
+            f"{alias!r} is the default alias (ALIAS): it cannot be removed; "
+            "activate another version or roll back instead.",
+            details={"model": model.name, "alias": alias},
+        )
+    with transaction.atomic():
+        RegisteredModel.objects.select_for_update().get(pk=model.pk)
+        row = (
+            ModelAlias.objects.select_related("version")
+            .filter(model=model, name=alias)
+            .first()
+        )
+        if row is None:
+            raise AliasNotFound.of(
+                model.name,
+                alias,
+                available=ModelAlias.objects.filter(model=model).values_list(
+                    "name", flat=True
+                ),
+            )
+        previous = row.version
+        row.delete()
+        change = AliasChange.objects.create(
+            model=model,
+            alias=alias,
+            from_version=previous,
+            to_version=None,
+            from_label=previous.version,
+            to_label="",
+            action=AliasChange.Action.REMOVE,
+            changed_by=real_user(user),
+            actor=actor_of(user, actor),
+            note=note[:300],
+        )
+        registry_generation_bump()
+    logger.info(
+        "%s@%s removed (was %s, by %s)",
+        model.name,
+        alias,
+        previous.version,
+        change.actor,
+    )
+    return change
 
 
 @dataclass

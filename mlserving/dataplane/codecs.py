@@ -2,8 +2,9 @@
 
 The request shape is the seed's:
     {"features": [0.1, ...], "model_version": "v1.0"?, "use_ab_testing": true?}
-`features` may also be a list of rows for a batch; `model` names a
-registered model other than the default.
+`features` may also be a list of rows for a batch, or rows as objects
+keyed by feature name (any order); `model` names a registered model
+other than the default, or one of its aliases (`model@alias`).
 """
 
 import random
@@ -15,7 +16,7 @@ import numpy as np
 import orjson
 
 from mlserving.errors import BadRequest, MalformedJSON, ValidationFailed
-from registry.errors import InvalidFeatures, TooManyRows
+from registry.errors import FeatureNamesMismatch, InvalidFeatures, TooManyRows
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _NUMBER_TYPES = (int, float)
@@ -30,7 +31,9 @@ _JSON_TYPE_NAMES = {
 
 @dataclass(slots=True)
 class PredictRequest:
-    rows: np.ndarray
+    # None while rows keyed by feature name (`named`) wait for the target
+    # version's feature order (named_rows()).
+    rows: np.ndarray | None
     single: bool
     model: str | None
     model_version: str | None
@@ -41,6 +44,8 @@ class PredictRequest:
     # The decoded body, for an experiment whose subject field has another
     # name.
     body: dict | None = None
+    # Rows as objects keyed by feature name, in the order sent.
+    named: list | None = None
 
 
 def request_id_from(header: str | None) -> str:
@@ -104,11 +109,95 @@ def _check_row(row: list, index: int | None) -> None:
         )
 
 
+def _named(features, max_rows: int) -> tuple[list | None, bool]:
+    """Rows keyed by feature name: one object, or a list of objects."""
+    if isinstance(features, dict):
+        return [features], True
+    if isinstance(features, list) and features and isinstance(features[0], dict):
+        if len(features) > max_rows:
+            raise TooManyRows(
+                f"A batch may have at most {max_rows} rows; this one has "
+                f"{len(features)}.",
+                details={"limit": max_rows, "rows": len(features)},
+            )
+        for i, row in enumerate(features):
+            if not isinstance(row, dict):
+                raise InvalidFeatures(
+                    f"features[{i}] is {_kind(row)}; in a batch of named rows "
+                    "every row must be an object keyed by feature name.",
+                    details={"reason": "not_an_object", "index": [i]},
+                )
+        return features, False
+    return None, False
+
+
+def named_rows(named: list, feature_names: tuple, *, label: str) -> np.ndarray:
+    """Rows keyed by feature name as an array in the version's feature
+    order. FeatureNamesMismatch (422) naming the missing and unknown
+    names; InvalidFeatures for a value that is not a finite number."""
+    if not feature_names:
+        raise FeatureNamesMismatch(
+            f"{label} has no feature names recorded; send each row as a "
+            "list of numbers in the model's feature order.",
+            details={"reason": "no_feature_names", "model_version": label},
+        )
+    wanted = set(feature_names)
+    table = []
+    for i, row in enumerate(named):
+        if len(row) != len(wanted) or not wanted.issuperset(row):
+            missing = [n for n in feature_names if n not in row]
+            unknown = sorted(str(k) for k in row if k not in wanted)
+            where = "features" if len(named) == 1 else f"features[{i}]"
+            parts = []
+            if missing:
+                parts.append(f"missing {', '.join(missing)}")
+            if unknown:
+                parts.append(f"unknown {', '.join(unknown)}")
+            raise FeatureNamesMismatch(
+                f"{where} does not match the feature names of {label}: "
+                f"{'; '.join(parts)}.",
+                details={
+                    "reason": "feature_names",
+                    "index": [i],
+                    "missing": missing,
+                    "unknown": unknown,
+                    "expected": list(feature_names),
+                },
+            )
+        values = [row[name] for name in feature_names]
+        for name, value in zip(feature_names, values, strict=True):
+            kind = type(value)
+            if kind is not float and kind is not int:
+                where = "features" if len(named) == 1 else f"features[{i}]"
+                raise InvalidFeatures(
+                    f"{where}.{name} is {_kind(value)}; every feature must be "
+                    "a number.",
+                    details={
+                        "reason": "not_a_number",
+                        "index": [i],
+                        "feature": name,
+                        "type": _kind(value),
+                    },
+                )
+        table.append(values)
+    try:
+        rows = np.array(table, dtype=np.float64)
+    except OverflowError:
+        rows = None
+    if rows is None or not np.isfinite(rows).all():
+        raise InvalidFeatures(
+            "Features must be finite numbers within the float64 range.",
+            details={"reason": "non_finite"},
+        )
+    return rows
+
+
 def _rows(features, max_rows: int) -> tuple[np.ndarray, bool]:
     if not isinstance(features, list):
         raise InvalidFeatures(
             f'"features" is {_kind(features)}; it must be a list of numbers '
-            "(one row) or a list of such lists (a batch).",
+            "(one row), a list of such lists (a batch), or objects keyed by "
+            "feature name.",
             details={"reason": "not_a_list", "type": _kind(features)},
         )
     if not features:
@@ -169,7 +258,7 @@ def _optional_str(data: dict, key: str) -> str | None:
     return value
 
 
-def _subject_key(data: dict) -> str:
+def subject_key(data: dict) -> str:
     value = data.get("user_id")
     if value is None:
         return ""
@@ -202,7 +291,10 @@ def decode_predict(body: bytes, *, max_rows: int) -> PredictRequest:
             'The field "features" is required.',
             details={"field": "features", "reason": "missing"},
         )
-    rows, single = _rows(data["features"], max_rows)
+    named, single = _named(data["features"], max_rows)
+    rows = None
+    if named is None:
+        rows, single = _rows(data["features"], max_rows)
     use_ab = data.get("use_ab_testing", True)
     if use_ab is None:
         use_ab = True
@@ -217,8 +309,9 @@ def decode_predict(body: bytes, *, max_rows: int) -> PredictRequest:
         model=_optional_str(data, "model"),
         model_version=_optional_str(data, "model_version"),
         use_ab_testing=use_ab,
-        subject_key=_subject_key(data),
+        subject_key=subject_key(data),
         body=data,
+        named=named,
     )
 
 

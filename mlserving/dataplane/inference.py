@@ -53,9 +53,28 @@ class Call:
         return (time.perf_counter() - self.started) * 1e3
 
 
-def decode(call: Call, read_body, snapshot: Snapshot) -> routing.Choice:
-    """Read, check and decode the body (`read_body()`), and choose where it
-    goes in `snapshot` (memory only)."""
+def predict_decoder(body: bytes) -> codecs.PredictRequest:
+    """The /predict body decoder (the default protocol)."""
+    return codecs.decode_predict(body, max_rows=app_settings.MAX_BATCH_ROWS)
+
+
+def predict_encoder(call: "Call", labels, proba, meta: dict) -> bytes:
+    """The /predict answer (the default protocol)."""
+    return codecs.encode_predict(
+        labels=labels,
+        proba=proba,
+        classes=call.target.version.classes,
+        single=call.request.single,
+        meta=meta,
+    )
+
+
+def decode(
+    call: Call, read_body, snapshot: Snapshot, decoder=predict_decoder
+) -> routing.Choice:
+    """Read, check and decode the body (`read_body()`) with `decoder` (a
+    protocol's: body bytes -> PredictRequest), and choose where it goes in
+    `snapshot` (memory only)."""
     try:
         body = read_body()
     except RequestDataTooBig:
@@ -63,9 +82,7 @@ def decode(call: Call, read_body, snapshot: Snapshot) -> routing.Choice:
     if body is None or len(body) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
         # Chunked bodies carry no Content-Length for the server to check.
         raise PayloadTooLarge.body_over(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
-    request = call.request = codecs.decode_predict(
-        body, max_rows=app_settings.MAX_BATCH_ROWS
-    )
+    request = call.request = decoder(body)
     return routing.choose(
         snapshot,
         model=request.model,
@@ -78,8 +95,14 @@ def decode(call: Call, read_body, snapshot: Snapshot) -> routing.Choice:
 
 
 def checked_rows(call: Call) -> np.ndarray:
-    """The request's rows, if the target takes that many features."""
-    rows, entry = call.request.rows, call.target.version
+    """The request's rows (in the target's feature order, when keyed by
+    name), if the target takes that many features."""
+    request, entry = call.request, call.target.version
+    if request.rows is None:
+        request.rows = codecs.named_rows(
+            request.named, entry.feature_names, label=entry.label
+        )
+    rows = request.rows
     if entry.n_features is not None and rows.shape[1] != entry.n_features:
         raise FeatureCountMismatch(
             f"{entry.label} expects {entry.n_features} features per row; "
@@ -138,18 +161,18 @@ def _record_failure(call: Call, code: str, status_code: int) -> None:
     )
 
 
-def respond(call: Call, rows, labels, proba, *, cached: bool) -> bytes:
-    """Encode the answer, hand its event over and mirror it to the
-    experiment's shadows; the response body."""
+def respond(call: Call, rows, labels, proba, *, cached: bool, encoder=predict_encoder):
+    """Encode the answer with `encoder` (a protocol's: (call, labels,
+    proba, meta) -> response), hand its event over and mirror it to the
+    experiment's shadows; what the encoder returned."""
     target, request = call.target, call.request
     entry = target.version
     latency_ms = call.latency_ms()
-    payload = codecs.encode_predict(
-        labels=labels,
-        proba=proba,
-        classes=entry.classes,
-        single=request.single,
-        meta={
+    payload = encoder(
+        call,
+        labels,
+        proba,
+        {
             "model": entry.model,
             "model_version": entry.version,
             "request_id": call.request_id,
@@ -195,9 +218,12 @@ def prediction_serve(
     started: float,
     arrived: float,
     subject_header: str | None = None,
-) -> bytes:
+    decoder=predict_decoder,
+    encoder=predict_encoder,
+):
     """Answer one /predict body (`read_body()` gives it) in the calling
-    thread, which may load a model from disk; the encoded JSON response.
+    thread, which may load a model from disk; the encoded JSON response
+    (or what another protocol's `encoder` returns: /v2 infer).
 
     Raises ApplicationError subclasses for every client-visible failure
     (bad input, unknown or unservable version). Every outcome, unexpected
@@ -205,7 +231,7 @@ def prediction_serve(
     """
     call = Call(request_id, started, arrived, subject_header)
     with failures_recorded(call):
-        choice = decode(call, read_body, catalog.snapshot())
+        choice = decode(call, read_body, catalog.snapshot(), decoder)
         call.target = routing.resolve(choice, runtimes.get)
         rows = checked_rows(call)
         key = cache_key(call, rows)
@@ -215,7 +241,7 @@ def prediction_serve(
             prediction_cache.put(key, (labels, proba))
         else:
             labels, proba = hit
-    return respond(call, rows, labels, proba, cached=hit is not None)
+    return respond(call, rows, labels, proba, cached=hit is not None, encoder=encoder)
 
 
 async def prediction_serve_async(
@@ -225,7 +251,9 @@ async def prediction_serve_async(
     started: float,
     arrived: float,
     subject_header: str | None = None,
-) -> bytes:
+    decoder=predict_decoder,
+    encoder=predict_encoder,
+):
     """prediction_serve() for an event loop: the same steps and answers,
     with nothing on the loop that waits. The catalog is kept fresh in the
     background, a model that must be loaded is loaded in a thread, and a
@@ -234,7 +262,7 @@ async def prediction_serve_async(
     stacked into one (batching.py, BATCHING)."""
     call = Call(request_id, started, arrived, subject_header)
     with failures_recorded(call):
-        choice = decode(call, lambda: body, await freshness.snapshot())
+        choice = decode(call, lambda: body, await freshness.snapshot(), decoder)
         target = routing.resolve(choice, runtimes.loaded)
         if target is None:
             target = await in_io_thread(routing.resolve, choice, runtimes.get)
@@ -252,4 +280,4 @@ async def prediction_serve_async(
             prediction_cache.put(key, (labels, proba))
         else:
             labels, proba = hit
-    return respond(call, rows, labels, proba, cached=hit is not None)
+    return respond(call, rows, labels, proba, cached=hit is not None, encoder=encoder)

@@ -13,8 +13,9 @@ read; nothing mutates it.
 from dataclasses import dataclass, replace
 
 from experiments.entries import WEIGHTED, ServingExperiment
-from registry.entries import ModelEntry, VersionEntry
+from registry.entries import ModelEntry, VersionEntry, model_ref_split
 from registry.errors import (
+    AliasNotFound,
     ArtifactError,
     ModelNotFound,
     ModelVersionNotFound,
@@ -128,7 +129,18 @@ def choose(
 ) -> Choice:
     """Where a request goes (memory only). ModelNotFound,
     ModelVersionNotFound, NoActiveVersion."""
-    entry = model_entry(snapshot.models, snapshot.default_model, model)
+    name, alias = model_ref_split(model)
+    entry = model_entry(snapshot.models, snapshot.default_model, name)
+    if alias is not None and version is None:
+        # `model@alias`: the version the alias names, as asked (no
+        # experiment); the default alias keeps its fallbacks.
+        if alias == entry.alias:
+            use_experiment = False
+        else:
+            target = entry.aliases.get(alias)
+            if target is None:
+                raise AliasNotFound.of(entry.name, alias, available=entry.aliases)
+            return Choice(entry, (target,), Routing(ALIAS, alias=alias))
     if version is not None:
         target = entry.versions.get(version)
         if target is None:

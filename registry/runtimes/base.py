@@ -14,6 +14,10 @@ class Signature:
     n_features: int | None
     feature_names: list[str] = field(default_factory=list)
     classes: list = field(default_factory=list)
+    # The tensor type the model takes (a V2 datatype) and the
+    # scikit-learn version the file was written with, when known.
+    input_dtype: str = "FP64"
+    sklearn_version: str | None = None
 
 
 class ModelRuntime(ABC):
@@ -25,8 +29,11 @@ class ModelRuntime(ABC):
 
     name: str = ""
 
-    def __init__(self, payload: bytes):
+    def __init__(self, payload: bytes, *, trusted: tuple = ()):
         self._payload = payload
+        # Types outside the format's defaults that loading may build
+        # (skops), as accepted at registration.
+        self._trusted = list(trusted)
         self.ready = False
 
     @abstractmethod

@@ -75,6 +75,8 @@ class OnnxRuntime(ModelRuntime):
             model_type="onnx",
             n_features=self._n_features,
             classes=list(self._classes),
+            input_dtype="FP64" if self._dtype == np.float64 else "FP32",
+            sklearn_version=None,
         )
 
     def unload(self) -> None:

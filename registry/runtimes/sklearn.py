@@ -1,10 +1,20 @@
-"""scikit-learn estimators stored with joblib (or plain pickle)."""
+"""scikit-learn estimators, served from skops files.
+
+Serving never unpickles: a pickle runs whatever code it carries. The one
+way in for a joblib/pickle file is `unpickle_from_disk`, called only by
+the registration of a file already on the server's own disk (the
+`register_model`, `sync_artifacts`, `bootstrap_demo` and `compile_versions`
+commands), which writes the model once more as skops; every process loads
+that."""
 
 import io
+import warnings
 
 import joblib
 import numpy as np
 import sklearn
+import skops.io
+from sklearn.exceptions import InconsistentVersionWarning
 
 from registry.errors import ArtifactLoadError
 from registry.runtimes.base import ModelRuntime, Signature
@@ -38,18 +48,36 @@ def _final_estimator(model):
 class SklearnRuntime(ModelRuntime):
     name = "sklearn"
 
+    @classmethod
+    def from_estimator(cls, estimator) -> "SklearnRuntime":
+        """A runtime around an estimator already in memory (registration)."""
+        runtime = cls(b"")
+        runtime._adopt(estimator)
+        return runtime
+
     def load(self) -> None:
+        if not self._payload.startswith(b"PK\x03\x04"):
+            raise ArtifactLoadError(
+                "The file is not a skops file; scikit-learn versions serve "
+                "only from skops (a version registered from a pickle before "
+                "the skops form existed: run manage.py compile_versions)."
+            )
         try:
-            self._model = joblib.load(io.BytesIO(self._payload))
-        except (ImportError, AttributeError) as exc:
+            model = skops.io.loads(self._payload, trusted=self._trusted)
+        except skops.io.exceptions.UntrustedTypesFoundException as exc:
             raise ArtifactLoadError(
-                f"The artifact needs code this server lacks: {exc}."
+                f"The skops file needs types that were not accepted at "
+                f"registration: {exc}."
             ) from None
-        except Exception as exc:  # unpickling can raise nearly anything
+        except Exception as exc:  # a damaged file raises nearly anything
             raise ArtifactLoadError(
-                "The artifact is not a loadable joblib/pickle file "
-                f"({type(exc).__name__}: {exc})."
+                "The artifact is not a loadable skops file "
+                f"({type(exc).__name__}: {str(exc)[:200]})."
             ) from None
+        self._adopt(model)
+
+    def _adopt(self, model) -> None:
+        self._model = model
         if not hasattr(self._model, "predict"):
             raise ArtifactLoadError(
                 f"The artifact holds a {type(self._model).__name__}, "
@@ -104,11 +132,39 @@ class SklearnRuntime(ModelRuntime):
             n_features=int(n_features) if n_features is not None else None,
             feature_names=[str(n) for n in names] if names is not None else [],
             classes=[_plain(c) for c in classes] if classes is not None else [],
+            sklearn_version=sklearn.__version__,
         )
 
     def unload(self) -> None:
         self._model = None
         super().unload()
+
+
+def unpickle_from_disk(data: bytes) -> tuple[object, str | None]:
+    """The object in joblib/pickle bytes, and the scikit-learn version it
+    was pickled with when scikit-learn says it differs from ours.
+
+    Unpickling runs code from the file: only for files from the server's
+    own disk, in the command that registers them (ALLOW_PICKLE), never for
+    bytes that came over HTTP. ArtifactLoadError when it is not loadable."""
+    original = None
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", InconsistentVersionWarning)
+            model = joblib.load(io.BytesIO(data))
+    except (ImportError, AttributeError) as exc:
+        raise ArtifactLoadError(
+            f"The artifact needs code this server lacks: {exc}."
+        ) from None
+    except Exception as exc:  # unpickling can raise nearly anything
+        raise ArtifactLoadError(
+            "The artifact is not a loadable joblib/pickle file "
+            f"({type(exc).__name__}: {exc})."
+        ) from None
+    for warning in caught:
+        if isinstance(warning.message, InconsistentVersionWarning):
+            original = warning.message.original_sklearn_version
+    return model, original
 
 
 def _plain(value):

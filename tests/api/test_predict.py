@@ -121,7 +121,9 @@ BAD_INPUTS = [
     pytest.param(
         {"features": [[[1]] * 10]}, 422, "invalid_features", id="nested-garbage"
     ),
-    pytest.param({"features": [{"a": 1}] * 10}, 422, "invalid_features", id="objects"),
+    pytest.param(
+        {"features": [{"a": 1}] * 10}, 422, "feature_names_mismatch", id="objects"
+    ),
     pytest.param(
         {"features": [1, [2], 3, 4, 5, 6, 7, 8, 9, 10]},
         422,
@@ -129,7 +131,9 @@ BAD_INPUTS = [
         id="mixed",
     ),
     pytest.param({"features": "1,2,3"}, 422, "invalid_features", id="features-string"),
-    pytest.param({"features": {"x": 1}}, 422, "invalid_features", id="features-object"),
+    pytest.param(
+        {"features": {"x": 1}}, 422, "feature_names_mismatch", id="features-object"
+    ),
     pytest.param({"feature": [1] * 10}, 422, "validation_error", id="missing-field"),
     pytest.param(
         {"features": [1] * 10, "use_ab_testing": "yes"},

@@ -50,7 +50,7 @@ def test_register_model_reports_errors_without_a_traceback(
 ):
     junk = tmp_path / "junk.pkl"
     junk.write_bytes(b"junk")
-    with pytest.raises(CommandError, match="not a loadable"):
+    with pytest.raises(CommandError, match="neither a skops file"):
         call_command("register_model", str(junk), "--name", "m", "--version", "v1")
 
 
