@@ -15,7 +15,7 @@ from channels.routing import URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.db import connections  # noqa: E402
 
-from mlserving.dataplane import endpoints, serving  # noqa: E402
+from mlserving.dataplane import endpoints, serving, v2  # noqa: E402
 from mlserving.dataplane.offload import in_io_thread  # noqa: E402
 from mlserving.front import Front, exit_with_parent  # noqa: E402
 from mlserving.routing import websocket_urlpatterns  # noqa: E402
@@ -48,9 +48,11 @@ application = Front(
         ("POST", "/predict"): endpoints.predict,
         ("POST", "/feedback"): monitoring_endpoints.feedback_post,
     },
+    patterns=[("POST", v2.INFER_PATH, endpoints.v2_infer)],
     json_only=("/feedback",),
     refused={"/predict": endpoints.predict_refused},
-    exempt=("/health",),
+    # probes answer even when the process is at its request limit
+    exempt=("/health", "/v2/health/live", "/v2/health/ready"),
     on_startup=[_start],
     on_shutdown=[_stop],
 )

@@ -28,6 +28,7 @@ front".
 import asyncio
 import logging
 import os
+import re
 import signal
 import threading
 import time
@@ -92,6 +93,7 @@ class Front:
         django,
         websocket,
         routes: dict[tuple[str, str], Route],
+        patterns: Iterable[tuple[str, re.Pattern, Route]] = (),
         json_only: Iterable[str] = (),
         refused: dict[str, Refused] | None = None,
         exempt: Iterable[str] = ("/health",),
@@ -101,6 +103,9 @@ class Front:
         self.django = django
         self.websocket = websocket
         self.routes = routes
+        # Routes whose path has parameters (/v2/models/{name}/infer):
+        # (method, compiled pattern, route), tried after the exact ones.
+        self.patterns = list(patterns)
         # Routes of `routes` that take only JSON bodies (415 otherwise).
         self.json_only = frozenset(json_only)
         self.refused = refused or {}
@@ -132,14 +137,25 @@ class Front:
                 return
             self.inflight += 1
         try:
-            route = self.routes.get((scope["method"], scope["path"]))
+            route, params = self._match(scope["method"], scope["path"])
             if route is not None and self._answers(scope):
-                await self._route(route, scope, receive, send)
+                await self._route(route, scope, receive, send, params)
             else:
                 await self._django(scope, receive, send)
         finally:
             if counted:
                 self.inflight -= 1
+
+    def _match(self, method: str, path: str) -> tuple[Route | None, dict]:
+        route = self.routes.get((method, path))
+        if route is not None:
+            return route, {}
+        for wanted, pattern, candidate in self.patterns:
+            if wanted == method:
+                found = pattern.match(path)
+                if found is not None:
+                    return candidate, found.groupdict()
+        return None, {}
 
     def _answers(self, scope) -> bool:
         """Whether the front answers a route itself: always while the API
@@ -153,7 +169,7 @@ class Front:
         )
         return key is not None and key_is_valid(key)
 
-    async def _route(self, route: Route, scope, receive, send) -> None:
+    async def _route(self, route: Route, scope, receive, send, params=None) -> None:
         started, arrived = time.perf_counter(), time.time()
         headers = _headers(scope)
         request_id = request_id_from(headers.get("x-request-id"))
@@ -172,6 +188,7 @@ class Front:
                     request_id,
                     started,
                     arrived,
+                    params or {},
                 )
             )
         except ClientGone:

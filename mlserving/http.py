@@ -20,6 +20,8 @@ class Request:
     request_id: str
     started: float  # time.perf_counter() at arrival
     arrived: float  # time.time() at arrival
+    # What a pattern route's named groups matched in the path.
+    params: dict = field(default_factory=dict)
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
@@ -34,7 +36,7 @@ class Response:
 
 
 def json_response(status: int, payload, headers: dict | None = None) -> Response:
-    return Response(status, orjson.dumps(payload), _encoded(headers))
+    return Response(status, orjson.dumps(payload), encoded_headers(headers))
 
 
 def error_response(parts: ErrorParts, request_id: str | None) -> Response:
@@ -43,5 +45,5 @@ def error_response(parts: ErrorParts, request_id: str | None) -> Response:
     return json_response(parts.status_code, body, parts.headers)
 
 
-def _encoded(headers: dict | None) -> list[tuple[bytes, bytes]]:
+def encoded_headers(headers: dict | None) -> list[tuple[bytes, bytes]]:
     return [(k.lower().encode(), str(v).encode()) for k, v in (headers or {}).items()]

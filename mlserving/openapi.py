@@ -28,11 +28,14 @@ _DESCRIPTIONS = {
     413: "Body larger than MAX_REQUEST_BYTES (`payload_too_large`) or more "
     "rows than MAX_BATCH_ROWS (`too_many_rows`).",
     422: "Invalid input (`validation_error`, `invalid_features`, "
-    "`feature_count_mismatch`) or an artifact that fails its integrity or "
-    "load check (`artifact_integrity_error`, `artifact_missing`, "
-    "`artifact_load_failed`).",
+    "`feature_count_mismatch`, `feature_names_mismatch`) or an artifact "
+    "that fails its integrity or load check (`artifact_integrity_error`, "
+    "`artifact_missing`, `artifact_load_failed`) or is refused "
+    "(`artifact_refused`, `artifact_untrusted_types`).",
     408: "The request body did not arrive within REQUEST_BODY_TIMEOUT "
     "(`body_timeout`).",
+    415: "A body of a media type the endpoint does not take "
+    "(`unsupported_media_type`).",
     500: "Unexpected server error (`internal_error`); logged with the request id.",
     503: "The process already runs MAX_CONCURRENT_REQUESTS requests "
     "(`overloaded`, with a Retry-After header), or a batch ran past "

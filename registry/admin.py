@@ -1,9 +1,8 @@
-"""Registry admin: models with their versions and alias history; versions
-with Activate / Roll back / Verify buttons (each behind a confirmation
-page) and an upload form for new versions. All changes go through
-registry.services."""
+"""Registry admin: models with their versions, aliases and alias history;
+versions with Activate / Roll back / Verify buttons (each behind a
+confirmation page) and an upload form for new versions; aliases set, moved
+and removed by staff. All changes go through registry.services."""
 
-import tempfile
 from pathlib import Path
 
 from django import forms
@@ -16,9 +15,10 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.text import get_valid_filename
 
+from mlserving.conf import app_settings
 from mlserving.errors import ApplicationError
 from registry import artifacts, selectors, services
-from registry.models import AliasChange, ModelVersion, RegisteredModel
+from registry.models import AliasChange, ModelAlias, ModelVersion, RegisteredModel
 
 
 class ModelVersionInline(admin.TabularInline):
@@ -41,7 +41,24 @@ class ModelVersionInline(admin.TabularInline):
         return obj.serving_runtime
 
 
-class AliasChangeInline(admin.TabularInline):
+class AliasChangeLabels:
+    """The from/to columns of the alias history: "-" where the alias
+    pointed at nothing (before its first move, after its removal)."""
+
+    # Not named from_version/to_version: those are the model's foreign
+    # keys, which the admin would show instead.
+    @admin.display(description="from")
+    def from_text(self, obj):
+        return obj.from_label or "-"
+
+    @admin.display(description="to")
+    def to_text(self, obj):
+        if obj.action == AliasChange.Action.REMOVE:
+            return "- (removed)"
+        return obj.to_label or "-"
+
+
+class AliasChangeInline(AliasChangeLabels, admin.TabularInline):
     model = AliasChange
     extra = 0
     can_delete = False
@@ -51,8 +68,8 @@ class AliasChangeInline(admin.TabularInline):
         "changed_at",
         "alias",
         "action",
-        "from_label",
-        "to_label",
+        "from_text",
+        "to_text",
         "actor",
         "note",
     ]
@@ -62,11 +79,37 @@ class AliasChangeInline(admin.TabularInline):
         return False
 
 
+class ModelAliasInline(admin.TabularInline):
+    """The model's aliases, read-only here: the change link opens the
+    alias, whose form moves it through the service."""
+
+    model = ModelAlias
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    verbose_name_plural = "aliases"
+    fields = ["name", "version_label", "updated_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="version")
+    def version_label(self, obj):
+        return obj.version.version
+
+
 @admin.register(RegisteredModel)
 class RegisteredModelAdmin(admin.ModelAdmin):
-    list_display = ["name", "active_version", "versions_count", "updated_at"]
+    list_display = [
+        "name",
+        "active_version",
+        "aliases_list",
+        "versions_count",
+        "updated_at",
+    ]
     search_fields = ["name", "description"]
-    inlines = [ModelVersionInline, AliasChangeInline]
+    inlines = [ModelVersionInline, ModelAliasInline, AliasChangeInline]
 
     def get_readonly_fields(self, request, obj=None):
         return ["name"] if obj else []
@@ -75,6 +118,11 @@ class RegisteredModelAdmin(admin.ModelAdmin):
     def active_version(self, obj):
         active = selectors.model_version_get_active(model=obj)
         return active.version if active else "-"
+
+    @admin.display(description="aliases")
+    def aliases_list(self, obj):
+        aliases = selectors.model_aliases(model=obj)
+        return ", ".join(f"{a} -> {v}" for a, v in aliases.items()) or "-"
 
     @admin.display(description="versions")
     def versions_count(self, obj):
@@ -94,7 +142,10 @@ class ModelVersionAddForm(forms.ModelForm):
         help_text="An existing registered model's name, or a new one.",
     )
     artifact = forms.FileField(
-        help_text="A joblib (or pickle) file holding a fitted estimator."
+        help_text="A skops file (skops.io.dump of a fitted estimator) or an "
+        "ONNX model. Pickle and joblib files run code when loaded and are "
+        "refused here: register them from the server's disk with "
+        "manage.py register_model."
     )
     metadata = forms.JSONField(
         required=False,
@@ -126,12 +177,23 @@ class ModelVersionAddForm(forms.ModelForm):
             raise forms.ValidationError(f"{name} already has {version}.")
         upload = cleaned.get("artifact")
         if upload is not None:
+            limit = app_settings.UPLOAD_MAX_BYTES
+            if upload.size > limit:
+                self.add_error(
+                    "artifact",
+                    f"The file is {upload.size:,} bytes, over the limit of "
+                    f"{limit:,} (UPLOAD_MAX_BYTES).",
+                )
+                return cleaned
             data = upload.read()
             upload.seek(0)
             try:
-                services.artifact_signature(data=data)
+                # Inspected without executing anything: never unpickled.
+                services.artifact_upload_check(data=data)
             except ApplicationError as exc:
                 self.add_error("artifact", exc.message)
+            else:
+                cleaned["artifact_bytes"] = data
         return cleaned
 
 
@@ -229,19 +291,15 @@ class ModelVersionAdmin(admin.ModelAdmin):
         metadata = dict(data.get("metadata") or {})
         if data.get("display_name"):
             metadata.setdefault("name", data["display_name"])
-        filename = get_valid_filename(Path(upload.name).name) or "model.joblib"
-        with tempfile.TemporaryDirectory() as tmp:
-            source = Path(tmp) / filename
-            with open(source, "wb") as handle:
-                for chunk in upload.chunks():
-                    handle.write(chunk)
-            created = services.model_version_register(
-                model_name=data["model_name"],
-                version=data["version"],
-                source=source,
-                metadata=metadata,
-                user=request.user,
-            )
+        created = services.model_version_register(
+            model_name=data["model_name"],
+            version=data["version"],
+            data=data["artifact_bytes"],
+            filename=get_valid_filename(Path(upload.name).name),
+            origin=services.UPLOAD,
+            metadata=metadata,
+            user=request.user,
+        )
         obj.pk = created.pk
         obj.model = created.model
         if data.get("activate"):
@@ -398,15 +456,145 @@ class ModelVersionAdmin(admin.ModelAdmin):
         )
 
 
+class ModelAliasForm(forms.ModelForm):
+    """Set or move an alias. The version must be one of the model's; the
+    name must be one the service accepts (checked here so the form says
+    so; the service checks again)."""
+
+    class Meta:
+        model = ModelAlias
+        fields = ["model", "name", "version"]
+        help_texts = {
+            "name": "1-50 lower-case letters, digits, '_' or '-', starting "
+            "with a letter (champion, challenger, ...). Setting the default "
+            "alias activates the version.",
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        version = self.fields.get("version")
+        if version is not None:
+            versions = ModelVersion.objects.select_related("model")
+            if self.instance.pk:
+                versions = versions.filter(model_id=self.instance.model_id)
+            version.queryset = versions
+
+    def clean_name(self):
+        name = self.cleaned_data["name"]
+        if not services.ALIAS_PATTERN.match(name):
+            raise forms.ValidationError(
+                "Use 1-50 lower-case letters, digits, '_' or '-', starting "
+                "with a letter."
+            )
+        return name
+
+    def clean(self):
+        cleaned = super().clean()
+        model = cleaned.get("model") or (
+            self.instance.model if self.instance.pk else None
+        )
+        version = cleaned.get("version")
+        if model is not None and version is not None and version.model_id != model.pk:
+            self.add_error("version", f"{version} is not a version of {model.name}.")
+        return cleaned
+
+
+@admin.register(ModelAlias)
+class ModelAliasAdmin(admin.ModelAdmin):
+    """Aliases set, moved and removed through registry.services, so every
+    move is checked (the version's artifact), recorded in the history and
+    reaches every serving process. A refused move is an error message on
+    the form, never a half-done change."""
+
+    form = ModelAliasForm
+    list_display = ["name", "model", "version_label", "updated_at"]
+    list_filter = ["model", "name"]
+    search_fields = ["name", "model__name", "version__version"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("model", "version")
+
+    @admin.display(description="version", ordering="version__version")
+    def version_label(self, obj):
+        return obj.version.version
+
+    def get_readonly_fields(self, request, obj=None):
+        # Renaming is removing one alias and setting another: two moves
+        # the history should show as such.
+        return ["model", "name", "updated_at"] if obj else []
+
+    def has_delete_permission(self, request, obj=None):
+        # The default alias is never removed (activate or roll back
+        # instead); Django's bulk delete asks this per object too.
+        if obj is not None and obj.name == selectors.alias_name():
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        try:
+            services.model_alias_set(
+                version=obj.version, alias=obj.name, user=request.user, note="admin"
+            )
+        except ApplicationError as exc:
+            request._alias_refused = exc.message
+            return
+        obj.pk = ModelAlias.objects.get(model=obj.version.model, name=obj.name).pk
+
+    def log_addition(self, request, obj, message):
+        if not getattr(request, "_alias_refused", None):
+            super().log_addition(request, obj, message)
+
+    def log_change(self, request, obj, message):
+        if not getattr(request, "_alias_refused", None):
+            super().log_change(request, obj, message)
+
+    def _refused_response(self, request):
+        self.message_user(request, request._alias_refused, messages.ERROR)
+        return HttpResponseRedirect(request.get_full_path())
+
+    def response_add(self, request, obj, post_url_continue=None):
+        if getattr(request, "_alias_refused", None):
+            return self._refused_response(request)
+        return super().response_add(request, obj, post_url_continue)
+
+    def response_change(self, request, obj):
+        if getattr(request, "_alias_refused", None):
+            return self._refused_response(request)
+        return super().response_change(request, obj)
+
+    def delete_model(self, request, obj):
+        try:
+            services.model_alias_remove(
+                model=obj.model, alias=obj.name, user=request.user, note="admin"
+            )
+        except ApplicationError as exc:
+            request._alias_refused = exc.message
+
+    def response_delete(self, request, obj_display, obj_id):
+        if getattr(request, "_alias_refused", None):
+            self.message_user(request, request._alias_refused, messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:registry_modelalias_changelist"))
+        return super().response_delete(request, obj_display, obj_id)
+
+    def delete_queryset(self, request, queryset):
+        for alias in queryset.select_related("model"):
+            try:
+                services.model_alias_remove(
+                    model=alias.model, alias=alias.name, user=request.user, note="admin"
+                )
+            except ApplicationError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
+
+
 @admin.register(AliasChange)
-class AliasChangeAdmin(admin.ModelAdmin):
+class AliasChangeAdmin(AliasChangeLabels, admin.ModelAdmin):
     list_display = [
         "changed_at",
         "model",
         "alias",
         "action",
-        "from_label",
-        "to_label",
+        "from_text",
+        "to_text",
         "actor",
         "note",
     ]

@@ -24,6 +24,9 @@ DEMO_VERSIONS = {
 }
 
 
+DEMO_FEATURE_NAMES = [f"x{i}" for i in range(N_FEATURES)]
+
+
 def demo_dataset(*, seed: int = 42):
     """Train/test split of a generated binary classification problem."""
     X, y = make_classification(
@@ -62,6 +65,8 @@ def demo_artifacts_write(
             "created_at": datetime.now(UTC).replace(tzinfo=None).isoformat(),
             "model_type": type(estimator).__name__,
             "n_features": N_FEATURES,
+            # /predict also takes rows keyed by these names
+            "feature_names": DEMO_FEATURE_NAMES,
             "training": {
                 "data": f"sklearn make_classification, 6000 rows, seed {seed}",
                 "test_size": 0.25,

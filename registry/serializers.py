@@ -34,6 +34,9 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         "conversion validated at registration.",
     )
     compiled = serializers.SerializerMethodField()
+    aliases = serializers.SerializerMethodField(
+        help_text="The model's aliases that point at this version."
+    )
 
     class Meta:
         model = ModelVersion
@@ -60,6 +63,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "created_at",
             "created_by",
             "metadata",
+            "aliases",
         ]
 
     def get_loaded(self, obj) -> bool:
@@ -77,6 +81,14 @@ class ModelVersionSerializer(serializers.ModelSerializer):
 
     def get_created_by(self, obj) -> str | None:
         return obj.created_by.get_username() if obj.created_by else None
+
+    def get_aliases(self, obj) -> list[str]:
+        # The view passes every alias of the model in the context, so a
+        # list of versions costs no query per version.
+        by_version = self.context.get("aliases_by_version")
+        if by_version is None:
+            return sorted(obj.aliases.values_list("name", flat=True))
+        return by_version.get(obj.version, [])
 
 
 class AliasChangeSerializer(serializers.ModelSerializer):
@@ -96,6 +108,11 @@ class AliasChangeSerializer(serializers.ModelSerializer):
         ]
 
 
+class ResolvedAliasSerializer(serializers.Serializer):
+    alias = serializers.CharField()
+    version = serializers.CharField()
+
+
 class ModelsResponseSerializer(serializers.Serializer):
     model = serializers.CharField()
     registered_models = serializers.ListField(child=serializers.CharField())
@@ -108,6 +125,14 @@ class ModelsResponseSerializer(serializers.Serializer):
     pid = serializers.IntegerField()
     models = ModelVersionSerializer(many=True)
     history = AliasChangeSerializer(many=True)
+    aliases = serializers.DictField(
+        child=serializers.CharField(),
+        help_text="Every alias of the model and the version it points at.",
+    )
+    resolved = ResolvedAliasSerializer(
+        allow_null=True,
+        help_text="With ?model=name@alias: the version the alias points at; else null.",
+    )
 
 
 class ActivationRequestSerializer(serializers.Serializer):
@@ -120,3 +145,40 @@ class ActivationResponseSerializer(serializers.Serializer):
     active_version = serializers.CharField()
     previous_version = serializers.CharField(allow_null=True)
     change = AliasChangeSerializer(allow_null=True)
+
+
+class AliasSetRequestSerializer(serializers.Serializer):
+    version = serializers.CharField(
+        max_length=64, help_text="The version the alias is to point at."
+    )
+    note = serializers.CharField(required=False, max_length=300)
+
+
+class AliasResponseSerializer(serializers.Serializer):
+    model = serializers.CharField()
+    alias = serializers.CharField()
+    version = serializers.CharField(
+        allow_null=True,
+        help_text="The version the alias points at now; null once removed.",
+    )
+    previous_version = serializers.CharField(
+        allow_null=True,
+        help_text="The version it pointed at before the change; null when it "
+        "is new or nothing changed.",
+    )
+    change = AliasChangeSerializer(
+        allow_null=True, help_text="The recorded move; null when unchanged."
+    )
+
+
+def alias_body(change, *, model: str, alias: str, version: str | None) -> dict:
+    """What setting or removing an alias answers with (HTTP and the alias
+    command): `change` is the recorded AliasChange, None when nothing
+    moved; `version` the alias's version now, None once removed."""
+    return {
+        "model": model,
+        "alias": alias,
+        "version": version,
+        "previous_version": (change.from_label or None) if change else None,
+        "change": AliasChangeSerializer(change).data if change else None,
+    }

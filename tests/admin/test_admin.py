@@ -2,8 +2,8 @@
 
 import io
 
-import joblib
 import pytest
+import skops.io
 
 from registry.models import AliasChange, ModelAlias, ModelVersion
 
@@ -109,10 +109,8 @@ def test_sha256_and_metadata_are_read_only(admin_client, two_versions):
 
 
 def upload(estimator) -> io.BytesIO:
-    buffer = io.BytesIO()
-    joblib.dump(estimator, buffer)
-    buffer.seek(0)
-    buffer.name = "uploaded.joblib"
+    buffer = io.BytesIO(skops.io.dumps(estimator))
+    buffer.name = "uploaded.skops"
     return buffer
 
 
@@ -132,7 +130,8 @@ def test_upload_registers_and_activates_a_new_version(
     )
     assert response.status_code == 302, response.content.decode()[:2000]
     v3 = ModelVersion.objects.get(version="v3.0")
-    assert v3.artifact_path == "default/v3.0/uploaded.joblib"
+    assert v3.artifact_path == "default/v3.0/uploaded.skops"
+    assert v3.format == "skops"
     assert v3.accuracy == 0.97
     assert v3.created_by.username == "admin"
     assert active_version() == "v3.0"
@@ -162,7 +161,7 @@ def test_upload_of_a_non_model_file_is_a_form_error(admin_client, two_versions):
         {"model_name": "default", "version": "v9", "artifact": junk},
     )
     assert response.status_code == 200
-    assert "not a loadable joblib/pickle file" in response.content.decode()
+    assert "neither a skops file" in response.content.decode()
     assert not ModelVersion.objects.filter(version="v9").exists()
 
 
