@@ -22,10 +22,12 @@ from mlserving.routing import websocket_urlpatterns  # noqa: E402
 from monitoring import endpoints as monitoring_endpoints  # noqa: E402
 from monitoring.events import writer  # noqa: E402
 from monitoring.roles import role_register  # noqa: E402
+from registry.runtimes.sklearn import unpickling_forbid  # noqa: E402
 
 
 async def _start() -> None:
     role_register("web")
+    unpickling_forbid()
     exit_with_parent()
     # Loaded before the process takes its first request (mlserving.serve
     # warms up before it binds its socket; another server does it here).

@@ -19,8 +19,20 @@ app.autodiscover_tasks()
 @worker_process_init.connect
 def _register_worker(**kwargs) -> None:
     role_register("worker")
+    _forbid_unpickling()
 
 
 @beat_init.connect
 def _register_beat(**kwargs) -> None:
     role_register("beat")
+    _forbid_unpickling()
+
+
+def _forbid_unpickling() -> None:
+    # Workers verify artifacts and run tasks for HTTP requests: they load
+    # skops and ONNX forms only, never a pickle. Imported here, not at the
+    # top: every `celery`/`manage.py` start imports this module, and
+    # scikit-learn need not load for those that never serve.
+    from registry.runtimes.sklearn import unpickling_forbid
+
+    unpickling_forbid()

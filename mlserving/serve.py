@@ -39,6 +39,7 @@ import uvicorn  # noqa: E402
 from mlserving.asgi import application  # noqa: E402
 from mlserving.dataplane import serving  # noqa: E402
 from mlserving.uvicorn_protocol import HttpProtocol  # noqa: E402
+from registry.runtimes.sklearn import unpickling_forbid  # noqa: E402
 
 logger = logging.getLogger("mlserving.front")
 
@@ -80,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     # Loaded before the socket exists: until then the kernel sends this
     # port's connections to the other workers.
+    unpickling_forbid()  # before any model loads
     serving.warmup()
     gc_freeze()
     sock = reuseport_socket(args.host, args.port)

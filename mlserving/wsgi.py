@@ -14,6 +14,8 @@ application = get_wsgi_application()
 # Load the active versions now, so the first request is not the slow one.
 from mlserving.dataplane.serving import warmup  # noqa: E402
 from monitoring.roles import role_register  # noqa: E402
+from registry.runtimes.sklearn import unpickling_forbid  # noqa: E402
 
 role_register("web")
+unpickling_forbid()
 warmup()

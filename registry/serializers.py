@@ -34,6 +34,18 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         "conversion validated at registration.",
     )
     compiled = serializers.SerializerMethodField()
+    input_dtype = serializers.CharField(
+        help_text="The tensor type the model takes (V2 datatype: FP64, FP32)."
+    )
+    sklearn_version = serializers.CharField(
+        help_text="The scikit-learn version the file was written with, when "
+        "known (else the one that read it at registration)."
+    )
+    trusted_types = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Types beyond skops' defaults its skops form may build, "
+        "accepted at registration (SKOPS_TRUSTED_TYPES for uploads).",
+    )
     aliases = serializers.SerializerMethodField(
         help_text="The model's aliases that point at this version."
     )
@@ -64,6 +76,9 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "created_by",
             "metadata",
             "aliases",
+            "input_dtype",
+            "sklearn_version",
+            "trusted_types",
         ]
 
     def get_loaded(self, obj) -> bool:

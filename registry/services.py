@@ -517,8 +517,8 @@ def model_version_compile(
     The outcome is recorded like at registration."""
     if version.format == ModelVersion.Format.ONNX:
         return version
-    if version.compiled_path and version.skops_path and not force:
-        return version
+    if version.skops_path and version.compiled_detail and not force:
+        return version  # both forms were made (or the ONNX one refused)
     data = artifacts.read_verified(version.artifact_path, version.sha256)
     prepared = _prepare(data, origin=DISK, metadata=version.metadata or {})
     folder = f"{version.model.name}/{version.version}"

@@ -31,6 +31,8 @@ from registry.schedules import registry_schedules_ensure
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_FEATURES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+# the demo versions' feature names (registry/demo.py)
+NAMES = [f"x{i}" for i in range(10)]
 
 
 @pytest.fixture(autouse=True)
@@ -85,13 +87,13 @@ def two_versions(db, artifacts_root, estimators):
         model_name="default",
         version="v1.0",
         source=dump(artifacts_root, "model_v1.0.pkl", estimators["lr"]),
-        metadata={"accuracy": 0.8, "name": "Model v1.0"},
+        metadata={"accuracy": 0.8, "name": "Model v1.0", "feature_names": NAMES},
     )
     v2 = services.model_version_register(
         model_name="default",
         version="v2.0",
         source=dump(artifacts_root, "model_v2.0.pkl", estimators["rf"]),
-        metadata={"accuracy": 0.9, "name": "Model v2.0"},
+        metadata={"accuracy": 0.9, "name": "Model v2.0", "feature_names": NAMES},
     )
     services.model_version_activate(version=v1, actor="test")
     return {"v1": v1, "v2": v2, "root": artifacts_root}

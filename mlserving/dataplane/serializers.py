@@ -8,7 +8,10 @@ class PredictRequestSerializer(serializers.Serializer):
     features = serializers.JSONField(
         help_text=(
             "One row as a list of numbers, e.g. [0.1, 0.2, ...], or a batch "
-            "as a list of rows (at most MAX_BATCH_ROWS)."
+            "as a list of rows (at most MAX_BATCH_ROWS). A row may also be "
+            'an object keyed by the version\'s feature names, {"x0": 0.1, '
+            "...}, in any order (422 feature_names_mismatch naming a missing "
+            "or unknown name)."
         )
     )
     model_version = serializers.CharField(
@@ -23,7 +26,8 @@ class PredictRequestSerializer(serializers.Serializer):
     )
     model = serializers.CharField(
         required=False,
-        help_text="Registered model name; defaults to DEFAULT_MODEL_NAME.",
+        help_text="Registered model name, or name@alias for the version "
+        "an alias points at; defaults to DEFAULT_MODEL_NAME.",
     )
 
 
@@ -31,7 +35,8 @@ class RoutingSerializer(serializers.Serializer):
     reason = serializers.ChoiceField(
         choices=["alias", "explicit", "fallback", "experiment"],
         help_text=(
-            "alias: the active version; explicit: model_version was given; "
+            "alias: the active version (or the alias named with "
+            "model@alias); explicit: model_version was given; "
             "fallback: the active version's artifact failed to load and an "
             "earlier version served; experiment: the model's running "
             "experiment chose the arm."

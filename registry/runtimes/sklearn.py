@@ -140,13 +140,29 @@ class SklearnRuntime(ModelRuntime):
         super().unload()
 
 
+_unpickling = {"allowed": True}
+
+
+def unpickling_forbid() -> None:
+    """From now on this process refuses to unpickle anything: server
+    processes (web, websockets, Celery) call it at start-up, so no code
+    path, present or future, can make them run a pickle."""
+    _unpickling["allowed"] = False
+
+
 def unpickle_from_disk(data: bytes) -> tuple[object, str | None]:
     """The object in joblib/pickle bytes, and the scikit-learn version it
     was pickled with when scikit-learn says it differs from ours.
 
     Unpickling runs code from the file: only for files from the server's
     own disk, in the command that registers them (ALLOW_PICKLE), never for
-    bytes that came over HTTP. ArtifactLoadError when it is not loadable."""
+    bytes that came over HTTP. ArtifactLoadError when it is not loadable,
+    or in a server process (unpickling_forbid())."""
+    if not _unpickling["allowed"]:
+        raise ArtifactLoadError(
+            "This server process never unpickles: register joblib/pickle "
+            "files with manage.py register_model (or sync_artifacts)."
+        )
     original = None
     try:
         with warnings.catch_warnings(record=True) as caught:

@@ -42,6 +42,9 @@ VERSION_FIELDS = {
     "created_at",
     "created_by",
     "metadata",
+    "input_dtype",
+    "sklearn_version",
+    "trusted_types",
 }
 
 

@@ -17,7 +17,9 @@ import skops.io
 from django.core.management import CommandError, call_command
 from skl2onnx import to_onnx
 
+from mlserving.dataplane import serving
 from registry import services
+from registry.errors import ArtifactLoadError
 from registry.models import ModelVersion, RegisteredModel
 from tests.conftest import SEED_FEATURES, dump
 
@@ -299,4 +301,61 @@ def test_register_model_refuses_names_that_leave_the_root_and_writes_nothing(
         )
     assert {str(d): sorted(os.listdir(d)) for d in watched} == before
     assert artifact_files(artifacts_root) == []
+    assert not ModelVersion.objects.exists()
+
+
+def test_compile_versions_gives_an_older_pickle_version_its_skops_copy(
+    client, db, artifacts_root, estimators, settings
+):
+    # given a version as an older release registered it: no skops copy
+    settings.MLSERVING = {**settings.MLSERVING, "MODEL_RUNTIME": "sklearn"}
+    version = services.model_version_register(
+        model_name="default",
+        version="v1.0",
+        source=dump(artifacts_root, "model_v1.0.pkl", estimators["lr"]),
+    )
+    services.model_version_activate(version=version)
+    os.unlink(artifacts_root / version.skops_path)
+    ModelVersion.objects.filter(pk=version.pk).update(
+        skops_path="", skops_sha256="", trusted_types=[], compiled_detail=""
+    )
+
+    def predict():
+        return client.post(
+            "/predict",
+            data=json.dumps({"features": SEED_FEATURES}),
+            content_type="application/json",
+        )
+
+    # then the server does not unpickle it: it says what to run
+    refused = predict()
+    assert refused.status_code == 422
+    assert "compile_versions" in refused.json()["error"]["message"]
+    # when
+    call_command("compile_versions")
+    call_command("verify_artifacts")
+    # then
+    version.refresh_from_db()
+    assert version.skops_path == "default/v1.0/model.skops"
+    assert version.status == "ready"
+    serving.catalog.invalidate()
+    serving.catalog.poll(wait=True)
+    answer = predict()
+    assert answer.status_code == 200, answer.content
+    assert answer.json()["prediction"] == estimators["lr"].predict([SEED_FEATURES])[0]
+
+
+def test_a_server_process_refuses_to_unpickle_even_from_disk(
+    db, artifacts_root, estimators, tmp_path, monkeypatch
+):
+    from registry.runtimes import sklearn as sklearn_runtime
+
+    monkeypatch.setitem(sklearn_runtime._unpickling, "allowed", True)
+    sklearn_runtime.unpickling_forbid()
+    marker = tmp_path / "pwned"
+    path = artifacts_root / "model_v1.pkl"
+    path.write_bytes(pickle.dumps(PayloadThenModel(marker)))
+    with pytest.raises(ArtifactLoadError, match="never unpickles"):
+        services.model_version_register(model_name="m", version="v1", source=path)
+    assert not marker.exists()
     assert not ModelVersion.objects.exists()

@@ -7,9 +7,11 @@ from registry.services import model_version_compile
 
 class Command(BaseCommand):
     help = (
-        "Convert registered versions to ONNX (those registered before the "
-        "compiled runtime, or every one with --force); each is served by "
-        "ONNX Runtime only if its conversion validates."
+        "Make the serving forms of versions registered before they existed: "
+        "the skops copy of a version registered from a pickle (no server "
+        "process unpickles; this command does, on the server's own files) "
+        "and the ONNX conversion (again for every version with --force); "
+        "each is served by ONNX Runtime only if its conversion validates."
     )
 
     def add_arguments(self, parser):
