@@ -102,6 +102,12 @@ class Catalog:
         passed, or this process committed a registry write since."""
         return self._clock() >= self._next_check or self.local_pending()
 
+    def overdue(self) -> bool:
+        """Whether the last check is more than two intervals old: nothing
+        asked for the snapshot for a while (an idle process), so it may be
+        far behind the registry."""
+        return self._clock() >= (self._next_check + app_settings.REGISTRY_POLL_INTERVAL)
+
     def snapshot(self) -> Snapshot:
         """The current snapshot; checks the generation when it is due.
         DatabaseError only when there is no snapshot yet."""

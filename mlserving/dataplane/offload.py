@@ -57,9 +57,11 @@ async def in_inference_thread(function, *args):
 class Freshness:
     """Keeps a catalog current for an event loop without querying on it:
     a due poll runs in the background (the request is served from the
-    current snapshot, at most one interval old); a registry write this
-    process committed, or having no snapshot at all, is waited for (in a
-    thread), so a client reads its own writes."""
+    current snapshot, at most two intervals old); a registry write this
+    process committed, having no snapshot at all, or one last checked more
+    than two intervals ago (an idle process: it could be minutes behind)
+    is waited for, in a thread, so a client reads its own writes and an
+    idle worker never answers from an old registry."""
 
     def __init__(self, catalog: Catalog):
         self._catalog = catalog
@@ -67,7 +69,7 @@ class Freshness:
 
     async def snapshot(self) -> Snapshot:
         catalog = self._catalog
-        if catalog.empty or catalog.local_pending():
+        if catalog.empty or catalog.local_pending() or catalog.overdue():
             await in_io_thread(lambda: catalog.poll(wait=True))
         elif catalog.due() and not self._polling:
             self._polling = True

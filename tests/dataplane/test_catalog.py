@@ -1,11 +1,14 @@
 """The in-process catalog: polled at most every interval, rebuilt only
 when the registry generation moves."""
 
+import pytest
+from asgiref.sync import sync_to_async
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from mlserving.dataplane.catalog import Catalog
-from registry import services
+from mlserving.dataplane.offload import Freshness
+from registry import generation, services
 
 
 class Clock:
@@ -62,3 +65,25 @@ def test_fallbacks_follow_the_rollback_order(two_versions, client):
     assert [e.version for e in catalog.snapshot().models["default"].previous] == [
         "v1.0"
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.anyio
+async def test_an_idle_worker_reads_the_registry_before_answering(
+    two_versions, settings
+):
+    # given a worker's catalog, fresh once, then idle for ten seconds
+    settings.MLSERVING = {**settings.MLSERVING, "REGISTRY_POLL_INTERVAL": 0.25}
+    clock = Clock()
+    catalog = Catalog(clock=clock)
+    freshness = Freshness(catalog)
+    assert (await freshness.snapshot()).models["default"].active.version == "v1.0"
+    await sync_to_async(services.model_version_activate)(version=two_versions["v2"])
+    catalog._local_seen = generation.local_commits()  # as in another process
+    # when a poll is merely due (a busy worker), the request does not wait
+    clock.now += 0.3
+    assert catalog.due() and not catalog.overdue()
+    # but after a long idle stretch
+    clock.now += 10
+    # then the first request waits for the registry: never minutes behind
+    assert (await freshness.snapshot()).models["default"].active.version == "v2.0"
