@@ -542,6 +542,11 @@ def output_names(*, has_proba: bool) -> list[str]:
     return [OUTPUT_LABEL]
 
 
+# MLServer's scikit-learn runtime names its outputs after the methods;
+# clients written for it ask for these and get them under the same names.
+OUTPUT_ALIASES = {"predict": OUTPUT_LABEL, "predict_proba": OUTPUT_PROBABILITIES}
+
+
 def outputs_check(outputs: list[OutputRequest] | None, *, has_proba: bool) -> None:
     """Raise ValidationFailed (422) when `outputs` names an output the
     model does not have; call it before running the model."""
@@ -549,7 +554,7 @@ def outputs_check(outputs: list[OutputRequest] | None, *, has_proba: bool) -> No
         return
     available = output_names(has_proba=has_proba)
     for i, output in enumerate(outputs):
-        if output.name not in available:
+        if OUTPUT_ALIASES.get(output.name, output.name) not in available:
             raise ValidationFailed(
                 f"outputs[{i}].name is {output.name!r}; this model's "
                 f"outputs are {', '.join(available)}.",
@@ -673,7 +678,7 @@ def encode_infer(
     entries = []
     chunks = []
     for output in outputs:
-        values, datatype, shape = tensors[output.name]
+        values, datatype, shape = tensors[OUTPUT_ALIASES.get(output.name, output.name)]
         data = _tensor_data(values, datatype, output.binary)
         entry = {"name": output.name, "datatype": datatype, "shape": shape}
         if output.binary:

@@ -318,3 +318,14 @@ async def test_the_front_answers_v2_infer_like_the_django_view(two_versions):
 
     expected = await sync_to_async(django_answer)()
     assert outputs(answer.json()) == outputs(expected.json())
+
+
+def test_mlserver_output_names_are_answered_under_those_names(client, two_versions):
+    # the body MLServer's scikit-learn runtime takes (../shared/bench/v2_body.py)
+    body = v2_body(ROWS, datatype="FP32")
+    body["outputs"] = [{"name": "predict"}, {"name": "predict_proba"}]
+    response = post(client, "/v2/models/default/infer", body)
+    assert response.status_code == 200, response.content
+    found = outputs(response.json())
+    assert list(found) == ["predict", "predict_proba"]
+    assert found["predict_proba"]["shape"] == [3, 2]
