@@ -71,11 +71,31 @@ class ApiKeyOrOpen(permissions.BasePermission):
         return bool(user and getattr(user, "is_staff", False))
 
 
+def _anonymous_alternative(auto_schema, authenticator: type) -> bool:
+    """Whether the operation's security gets `{}` (no credentials) after
+    `authenticator`'s requirement: while no API key is configured a view
+    guarded by ApiKeyOrOpen is open to anyone. Added once, after the
+    view's last authenticator, so `{}` comes last."""
+    if app_settings.API_KEYS:
+        return False
+    view = auto_schema.view
+    if not any(isinstance(p, ApiKeyOrOpen) for p in view.get_permissions()):
+        return False
+    authenticators = view.get_authenticators()
+    return bool(authenticators) and isinstance(authenticators[-1], authenticator)
+
+
 class ApiKeyScheme(OpenApiAuthenticationExtension):
     """Documents the API key in the OpenAPI schema."""
 
     target_class = "mlserving.auth.ApiKeyAuthentication"
     name = "ApiKey"
+
+    def get_security_requirement(self, auto_schema):
+        requirement = {self.name: []}
+        if _anonymous_alternative(auto_schema, ApiKeyAuthentication):
+            return [requirement, {}]
+        return requirement
 
     def get_security_definition(self, auto_schema):
         return {
@@ -100,6 +120,12 @@ class SessionReadAuthentication(authentication.SessionAuthentication):
 class SessionReadScheme(OpenApiAuthenticationExtension):
     target_class = "mlserving.auth.SessionReadAuthentication"
     name = "sessionCookie"
+
+    def get_security_requirement(self, auto_schema):
+        requirement = {self.name: []}
+        if _anonymous_alternative(auto_schema, SessionReadAuthentication):
+            return [requirement, {}]
+        return requirement
 
     def get_security_definition(self, auto_schema):
         return {"type": "apiKey", "in": "cookie", "name": "sessionid"}

@@ -20,8 +20,11 @@ from django.core.exceptions import (
     RequestDataTooBig,
     SuspiciousOperation,
 )
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, HttpResponsePermanentRedirect
+from django.urls import Resolver404, resolve
+from django.utils.http import escape_leading_slashes
 from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
 
@@ -141,11 +144,35 @@ _DRF_CODES = {
 
 
 def _drf_message(exc: drf_exceptions.APIException) -> tuple[str, dict]:
+    """The message and details of a DRF error. Field errors are keyed by
+    the field's path: a list item's error comes from DRF keyed by its
+    integer index ({"models": {0: [...]}}), which is no JSON key, so it
+    becomes "models[0]"; a nested field's becomes "parent.child"."""
+
+    def flatten(value, path: str, into: dict) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(key, int):
+                    name = f"{path}[{key}]"
+                else:
+                    name = f"{path}.{key}" if path else str(key)
+                flatten(item, name, into)
+        elif isinstance(value, list) and any(
+            isinstance(item, (dict, list)) for item in value
+        ):
+            # a nested serializer's many=True errors: one entry per item
+            for index, item in enumerate(value):
+                flatten(item, f"{path}[{index}]", into)
+        elif value:
+            into[path or "non_field_errors"] = value
+
     detail = exc.detail
-    if isinstance(detail, dict):
-        return "The request is not valid.", {"fields": detail}
-    if isinstance(detail, list):
+    if isinstance(detail, list) and all(isinstance(item, str) for item in detail):
         return "The request is not valid.", {"errors": detail}
+    if isinstance(detail, (dict, list)):
+        fields: dict = {}
+        flatten(detail, "", fields)
+        return "The request is not valid.", {"fields": fields}
     return str(detail), {}
 
 
@@ -244,15 +271,59 @@ def permission_denied(request, exception=None):
 
 
 def page_not_found(request, exception=None):
+    return _not_found(request, exception=exception)
+
+
+def _not_found(request, details: dict | None = None, exception=None) -> HttpResponse:
     if _wants_html(request):
-        return defaults.page_not_found(request, exception)
+        return defaults.page_not_found(request, exception or Http404())
     return error_response(
         404,
         "not_found",
         f"No endpoint at {request.path}.",
-        {"path": request.path},
+        {"path": request.path, **(details or {})},
         request,
     )
+
+
+@csrf_exempt  # else an unknown POST is CSRF's HTML 403, not a 404
+def route_not_found(request):
+    """The view of the last URL pattern, which takes every path no other
+    one does. With DEBUG on, Django answers a path that matches no pattern
+    with its HTML debug page and never calls handler404; a path that
+    matches this one is answered here, in the one error shape, whatever
+    DEBUG says.
+
+    Since every path now matches, CommonMiddleware's APPEND_SLASH redirect
+    never fires; it is made here instead, for GET and HEAD only. A POST to
+    a path that exists with a slash is a 404 that names that path (Django
+    would redirect it to a GET and lose its body, or with DEBUG on raise
+    a RuntimeError: an HTML 500)."""
+    slashed = _slashed_route(request)
+    if slashed is not None:
+        if request.method in ("GET", "HEAD"):
+            return HttpResponsePermanentRedirect(
+                escape_leading_slashes(request.get_full_path(force_append_slash=True))
+            )
+        return _not_found(request, {"did_you_mean": slashed})
+    return _not_found(request)
+
+
+def _slashed_route(request) -> str | None:
+    """The path with a slash appended, when APPEND_SLASH is on and that is
+    a route (as CommonMiddleware.should_redirect_with_slash decides)."""
+    path = request.path_info
+    if not settings.APPEND_SLASH or path.endswith("/"):
+        return None
+    try:
+        match = resolve(f"{path}/", getattr(request, "urlconf", None))
+    except Resolver404:
+        return None
+    if match.func is route_not_found:
+        return None
+    if not getattr(match.func, "should_append_slash", True):
+        return None
+    return f"{request.path}/"
 
 
 def server_error(request):

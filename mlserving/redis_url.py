@@ -84,3 +84,16 @@ def redacted(url: str) -> str:
         netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
         return parts._replace(netloc=netloc).geturl()
     return url
+
+
+# channels_redis waits for messages with a 5 s blocking pop, and redis-py
+# reads with a 5 s timeout by default: an idle dashboard (or a refused
+# handshake held open) raised TimeoutError in the ASGI process. A dead
+# Redis is noticed after this long instead.
+CHANNEL_LAYER_SOCKET_TIMEOUT = 15
+
+
+def channel_layer_host(url: str) -> dict:
+    """One CHANNEL_LAYERS host for `url`, with a read timeout above
+    channels_redis' blocking pop."""
+    return {"address": url, "socket_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT}

@@ -146,7 +146,7 @@ ARTIFACT_VERIFY_INTERVAL = env.int("ARTIFACT_VERIFY_INTERVAL", 300)
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL]},
+        "CONFIG": {"hosts": [redis_url.channel_layer_host(REDIS_URL)]},
     }
 }
 
@@ -248,6 +248,12 @@ MLSERVING = {
     "ONNX_THREADS": env.int("ONNX_THREADS", 1),
     "PREDICTION_CACHE_TTL": env.float("PREDICTION_CACHE_TTL", 300.0),
     "PREDICTION_CACHE_SIZE": env.int("PREDICTION_CACHE_SIZE", 10000),
+    # Bytes each process's prediction cache may hold (the rows of the
+    # keys plus the cached labels and probabilities); least recently used
+    # entries go first, and an answer larger than this is not cached.
+    "PREDICTION_CACHE_MAX_BYTES": env.int(
+        "PREDICTION_CACHE_MAX_BYTES", 64 * 1024 * 1024
+    ),
     "MAX_BATCH_ROWS": env.int("MAX_BATCH_ROWS", 1000),
     # How often a process checks whether the registry changed (seconds).
     "REGISTRY_POLL_INTERVAL": env.float("REGISTRY_POLL_INTERVAL", 0.25),

@@ -20,6 +20,7 @@ from mlserving.dataplane.v2_views import (
     V2ServerApi,
 )
 from mlserving.dataplane.views import PredictApi
+from mlserving.errors import route_not_found
 from monitoring.views import (
     DashboardView,
     FeedbackApi,
@@ -87,4 +88,9 @@ urlpatterns = [
     path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("redoc", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("admin/", admin.site.urls),
+    # Last: every other path is a JSON 404 even with DEBUG on, where Django
+    # would answer it with its HTML debug page (mlserving.errors). No "$":
+    # a pattern without one need only match the path's start, so this one
+    # also takes paths with a newline in them.
+    re_path(r"^.*", route_not_found, name="not-found"),
 ]

@@ -6,6 +6,10 @@ this module is imported); GET /metrics/prometheus sums them. The event
 writer thread counts events here as it drains its buffer, before and
 independently of the database write, so the counters keep moving while
 the database is down.
+
+Label values come from the registry, never from what a client sent: a
+/predict call naming a model that does not exist is counted under
+model="unknown", so made-up names cannot add series without bound.
 """
 
 import atexit
@@ -13,7 +17,6 @@ import os
 
 import numpy as np
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -21,7 +24,9 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+from mlserving.conf import app_settings
 from monitoring.event_store import (
     EVENT_ARM,
     EVENT_LATENCY,
@@ -30,8 +35,15 @@ from monitoring.event_store import (
     EVENT_ROWS,
     EVENT_VERSION,
 )
+from registry.entries import model_ref_split
+from registry.errors import ModelNotFound
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+# What generate_latest writes (legacy names, no UTF-8 escaping): the text
+# format every Prometheus and curl reads. prometheus_client's
+# CONTENT_TYPE_LATEST says version=1.0.0 now, which is not what is sent.
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+# The model label of a call that named no registered model.
+UNKNOWN_MODEL = "unknown"
 
 # Seconds. Fine below 10 ms, where most predictions land.
 LATENCY_BUCKETS = (
@@ -105,6 +117,23 @@ def _series(key: tuple) -> tuple:
     return series
 
 
+def model_label(model: str, version: str, outcome: str) -> str:
+    """The model label of an event: a registered model's name, or
+    UNKNOWN_MODEL. An event with a version was routed through the catalog,
+    so its model is the registry's own name. One without failed before a
+    version was chosen and carries the request's model reference as sent:
+    when that named no registered model (model_not_found) it is unknown;
+    otherwise routing found the model, and `name@alias` is counted under
+    `name` (an empty name means the default model, as for an event of a
+    call that named none)."""
+    if version:
+        return model
+    if outcome == ModelNotFound.code:
+        return UNKNOWN_MODEL
+    name, _ = model_ref_split(model)
+    return name or app_settings.DEFAULT_MODEL_NAME or ""
+
+
 def observe(rows) -> None:
     """Count a drained batch of event rows (event_store.to_row): one
     increment per series and per histogram bucket touched, instead of one
@@ -114,7 +143,9 @@ def observe(rows) -> None:
     predicted: dict[tuple, int] = {}
     latencies: dict[tuple, list[float]] = {}
     for row in rows:
-        key = (row[EVENT_MODEL], row[EVENT_VERSION], row[EVENT_ARM], row[EVENT_OUTCOME])
+        version, outcome = row[EVENT_VERSION], row[EVENT_OUTCOME]
+        model = model_label(row[EVENT_MODEL], version, outcome)
+        key = (model, version, row[EVENT_ARM], outcome)
         requests[key] = requests.get(key, 0) + 1
         if row[EVENT_ROWS]:
             predicted[key] = predicted.get(key, 0) + row[EVENT_ROWS]

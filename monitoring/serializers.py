@@ -2,9 +2,10 @@
 
 import math
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from monitoring import ingest
+from monitoring import feedback, ingest
 
 
 class HealthSerializer(serializers.Serializer):
@@ -120,30 +121,92 @@ class MetricsSerializer(RatesSerializer):
     )
 
 
+class RequestIdField(serializers.CharField):
+    """A request id: a JSON string (or integer). Checked before DRF's
+    CharField, which calls str() on whatever it gets first: on a
+    1,000-deep list, a RecursionError (a 500)."""
+
+    def run_validation(self, data=serializers.empty):
+        unset = data is serializers.empty or data is None  # DRF says why
+        if not unset and (isinstance(data, bool) or not isinstance(data, (str, int))):
+            self.fail("invalid")
+        return super().run_validation(data)
+
+
+class JSONBooleanField(serializers.BooleanField):
+    """A JSON true or false, nothing else: DRF's BooleanField also takes
+    "yes", "off", 1 and "0", which for a conversion is a guess."""
+
+    default_error_messages = {"invalid": "Must be a JSON boolean (true or false)."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
+
+class JSONNumberField(serializers.FloatField):
+    """A JSON number, nothing else: DRF's FloatField also takes true (1.0)
+    and numeric strings."""
+
+    default_error_messages = {"invalid": "Must be a JSON number."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, (int, float)):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+@extend_schema_field({"oneOf": [{"type": "string"}, {"type": "integer"}]})
+class ClassLabelField(serializers.Field):
+    """A class label: a JSON string or integer. The type is checked before
+    anything walks the value (DRF's JSONField re-encodes it, which a
+    1,000-deep list turns into a RecursionError, a 500)."""
+
+    default_error_messages = {
+        "invalid": "Must be a string or an integer.",
+        "max_length": "Has at most {max_length} characters.",
+    }
+    MAX_LENGTH = 100
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, (str, int)):
+            self.fail("invalid")
+        if len(str(data)) > self.MAX_LENGTH:
+            self.fail("max_length", max_length=self.MAX_LENGTH)
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
 class FeedbackRequestSerializer(serializers.Serializer):
-    request_id = serializers.CharField(
+    """The JSON types of feedback (and the reward's range, for the schema).
+    The rules (a label among the version's classes, the reward's range
+    again for callers without HTTP) live in monitoring.feedback."""
+
+    request_id = RequestIdField(
         max_length=64, help_text="The request_id of the prediction."
     )
-    converted = serializers.BooleanField(required=False, allow_null=True)
-    reward = serializers.FloatField(required=False, allow_null=True)
-    true_label = serializers.JSONField(
+    converted = JSONBooleanField(required=False, allow_null=True)
+    reward = JSONNumberField(
         required=False,
         allow_null=True,
-        help_text="The true class (string or integer) of a one-row prediction.",
+        min_value=-feedback.REWARD_LIMIT,
+        max_value=feedback.REWARD_LIMIT,
+        help_text="A finite number, at most REWARD_LIMIT (1e9) either side of 0.",
+    )
+    true_label = ClassLabelField(
+        required=False,
+        allow_null=True,
+        help_text="The true class of a one-row prediction: one of its "
+        "version's classes, compared as text (the integer 1 and the "
+        "string 1 are one class).",
     )
 
     def validate_reward(self, value):
         if value is not None and not math.isfinite(value):
             raise serializers.ValidationError("reward must be a finite number.")
-        return value
-
-    def validate_true_label(self, value):
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, (str, int)):
-            raise serializers.ValidationError("true_label must be a string or integer.")
-        if len(str(value)) > 100:
-            raise serializers.ValidationError("true_label has at most 100 characters.")
         return value
 
 

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from mlserving.dataplane import serving
+from mlserving.json import JSONOnlyNegotiation, ORJSONParser
 from mlserving.openapi import error_responses
 from monitoring import feedback, health, prometheus, selectors
 from monitoring.serializers import (
@@ -69,6 +70,13 @@ class MetricsApi(APIView):
 
 
 class PrometheusApi(APIView):
+    # The answer is always the text exposition (version 0.0.4), whatever
+    # Accept says: Prometheus asks for OpenMetrics with text/plain as a
+    # fallback, curl sends */*, and either takes this format. DRF's
+    # negotiation would match Accept against the JSON renderer (only
+    # errors use it) and answer 406.
+    content_negotiation_class = JSONOnlyNegotiation
+
     @extend_schema(
         operation_id="metrics_prometheus",
         summary="Prometheus text exposition, summed over every process",
@@ -102,6 +110,10 @@ class DashboardView(TemplateView):
 
 
 class FeedbackApi(APIView):
+    # JSON only, as the HTTP front's /feedback (monitoring/endpoints.py):
+    # the fields take JSON booleans and numbers, which a form cannot send.
+    parser_classes = [ORJSONParser]
+
     @extend_schema(
         operation_id="feedback",
         summary="Report a conversion, reward or true label for a prediction",
@@ -112,13 +124,16 @@ class FeedbackApi(APIView):
             "conversion of the prediction's version and arm at the next "
             "rollup. An id not logged yet is looked for again for up to "
             "FEEDBACK_WAIT seconds (events are written in batches) before "
-            "the 404."
+            "the 404. 422 for a true_label that is not one of the version's "
+            "classes or a reward past 1e9 either side of 0; 409 "
+            "`ambiguous_request_id` when several answered predictions carry "
+            "the request_id."
         ),
         request=FeedbackRequestSerializer,
         responses={
             200: FeedbackResponseSerializer,
             201: FeedbackResponseSerializer,
-            **error_responses(400, 401, 404, 408, 409, 413, 422, 503),
+            **error_responses(400, 401, 404, 408, 409, 413, 415, 422, 503),
         },
     )
     def post(self, request):

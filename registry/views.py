@@ -132,7 +132,7 @@ class ModelRollbackApi(APIView):
         request=ActivationRequestSerializer,
         responses={
             200: ActivationResponseSerializer,
-            **error_responses(400, 401, 403, 404, 409),
+            **error_responses(400, 401, 403, 404, 409, 422),
         },
     )
     def post(self, request):

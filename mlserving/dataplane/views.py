@@ -32,7 +32,9 @@ class PredictApi(APIView):
     @extend_schema(
         operation_id="predict",
         summary="Predict with the active (or a chosen) model version",
-        request=PredictRequestSerializer,
+        # Named media type: with parser_classes empty, the schema would
+        # otherwise infer that the view takes no body at all.
+        request={"application/json": PredictRequestSerializer},
         responses={
             200: PredictResponseSerializer,
             **error_responses(400, 401, 404, 408, 409, 413, 422, 500, 503),
