@@ -22,7 +22,8 @@ class AbTestConfigureSerializer(serializers.Serializer):
         "AB_TEST_SPLIT_RATIO.",
     )
     models = serializers.ListField(
-        child=serializers.CharField(max_length=64),
+        # Not trimmed: looked up as sent (an unknown version is a 404).
+        child=serializers.CharField(min_length=1, max_length=64, trim_whitespace=False),
         required=False,
         allow_null=True,
         min_length=2,

@@ -47,7 +47,7 @@ class AbTestConfigureApi(APIView):
         request=AbTestConfigureSerializer,
         responses={
             200: AbTestStatusSerializer,
-            **error_responses(400, 401, 403, 404, 409, 422),
+            **error_responses(400, 401, 403, 404, 409, 415, 422),
         },
     )
     def post(self, request):

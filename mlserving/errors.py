@@ -275,6 +275,19 @@ def page_not_found(request, exception=None):
 
 
 def _not_found(request, details: dict | None = None, exception=None) -> HttpResponse:
+    if request.path == "/v2" or request.path.startswith("/v2/"):
+        # the Open Inference Protocol's error shape on its paths
+        return HttpResponse(
+            orjson.dumps(
+                {
+                    "error": f"No endpoint at {request.path}.",
+                    "code": "not_found",
+                    "details": {"path": request.path, **(details or {})},
+                }
+            ),
+            status=404,
+            content_type="application/json",
+        )
     if _wants_html(request):
         return defaults.page_not_found(request, exception or Http404())
     return error_response(

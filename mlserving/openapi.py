@@ -66,3 +66,44 @@ def error_responses(*statuses: int) -> dict:
         )
         for status in statuses
     }
+
+
+# DRF's CharField refuses NUL characters (ProhibitNullCharactersValidator),
+# which spectacular does not show: say so in the schema, so what it allows
+# is what is accepted.
+NO_NUL = "^[^\\u0000]*$"
+
+
+def request_schema_precise(result, generator, request, public):
+    """drf-spectacular postprocessing hook, so the schema says what the
+    API accepts: a request body that is a file (/models/upload) or a V2
+    inference request is required (spectacular marks only some bodies
+    required), and the free-text strings of request components carry the
+    no-NUL pattern DRF enforces."""
+    for path, methods in result.get("paths", {}).items():
+        for operation in methods.values():
+            body = operation.get("requestBody") if isinstance(operation, dict) else None
+            if body and (
+                "application/octet-stream" in body.get("content", {})
+                or path.endswith("/infer")
+            ):
+                body["required"] = True
+    for name, component in result.get("components", {}).get("schemas", {}).items():
+        if name.endswith("Request"):
+            _strings_without_nul(component)
+    return result
+
+
+def _strings_without_nul(schema) -> None:
+    if not isinstance(schema, dict):
+        return
+    if schema.get("type") == "string" and not (
+        {"pattern", "enum", "format"} & set(schema)
+    ):
+        schema["pattern"] = NO_NUL
+    for child in schema.get("properties", {}).values():
+        _strings_without_nul(child)
+    _strings_without_nul(schema.get("items"))
+    for key in ("oneOf", "anyOf", "allOf"):
+        for child in schema.get(key, []):
+            _strings_without_nul(child)

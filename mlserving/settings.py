@@ -174,11 +174,10 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 # --- REST framework and OpenAPI -------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["mlserving.json.ORJSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": [
-        "mlserving.json.ORJSONParser",
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
-    ],
+    # API writes take JSON only (415 otherwise): a form on another site
+    # cannot post JSON without CORS, so no cross-site form can activate a
+    # version or start an experiment. The admin uses Django forms, not this.
+    "DEFAULT_PARSER_CLASSES": ["mlserving.json.ORJSONParser"],
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
         "mlserving.auth.ApiKeyAuthentication",
@@ -189,6 +188,10 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "mlserving.openapi.request_schema_precise",
+    ],
     "TITLE": "ML model serving API",
     "DESCRIPTION": (
         "Predictions from registered scikit-learn models, a versioned "

@@ -15,7 +15,15 @@ from monitoring.events import SHADOW_ARM, writer
 from monitoring.models import MetricRollup, RollupState, SystemSample
 from monitoring.totals import RollupTotals, rounded
 
-_WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+# A whole number of seconds, minutes, hours or days up to 90 days: the
+# pattern the OpenAPI schema documents for `window` is this one, so what
+# the schema allows is exactly what is accepted.
+WINDOW_PATTERN = (
+    r"^(?:[1-9][0-9]{0,5}s?|[1-9][0-9]{0,4}m"
+    r"|(?:[1-9][0-9]{0,2}|1[0-9]{3}|20[0-9]{2}|21[0-5][0-9]|2160)h"
+    r"|(?:[1-9]|[1-8][0-9]|90)d)$"
+)
+_WINDOW = re.compile(r"^([0-9]+)([smhd]?)$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_WINDOW_SECONDS = 90 * 86400
 
@@ -23,8 +31,8 @@ MAX_WINDOW_SECONDS = 90 * 86400
 def window_parse(text: str | None) -> tuple[str, float]:
     """'15m', '1h', '7d', '90s' or plain seconds -> (label, seconds).
     ValidationFailed (422) for anything else or past 90 days."""
-    label = (text or monitoring_settings.METRICS_WINDOW).strip()
-    match = _WINDOW.match(label)
+    label = monitoring_settings.METRICS_WINDOW if text is None else text
+    match = _WINDOW.match(label) if re.match(WINDOW_PATTERN, label) else None
     seconds = float(match[1]) * _UNIT_SECONDS[match[2]] if match else 0.0
     if not 0 < seconds <= MAX_WINDOW_SECONDS:
         raise ValidationFailed(

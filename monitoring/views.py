@@ -50,6 +50,7 @@ class MetricsApi(APIView):
                 "window",
                 str,
                 required=False,
+                pattern=selectors.WINDOW_PATTERN,
                 description="How far back: 90s, 15m, 1h, 7d (default "
                 "METRICS_WINDOW, 1h; at most 90d).",
             ),

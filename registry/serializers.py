@@ -151,7 +151,7 @@ class ModelsResponseSerializer(serializers.Serializer):
 
 
 class ActivationRequestSerializer(serializers.Serializer):
-    note = serializers.CharField(required=False, max_length=300)
+    note = serializers.CharField(required=False, allow_blank=True, max_length=300)
 
 
 class ActivationResponseSerializer(serializers.Serializer):
@@ -163,10 +163,15 @@ class ActivationResponseSerializer(serializers.Serializer):
 
 
 class AliasSetRequestSerializer(serializers.Serializer):
+    # Not trimmed: what the schema calls a non-empty string is looked up
+    # as sent (an unknown one is a 404).
     version = serializers.CharField(
-        max_length=64, help_text="The version the alias is to point at."
+        min_length=1,
+        max_length=64,
+        trim_whitespace=False,
+        help_text="The version the alias is to point at.",
     )
-    note = serializers.CharField(required=False, max_length=300)
+    note = serializers.CharField(required=False, allow_blank=True, max_length=300)
 
 
 class AliasResponseSerializer(serializers.Serializer):

@@ -24,6 +24,16 @@ from registry.serializers import (
     alias_body,
 )
 
+ALIAS_PATH = OpenApiParameter(
+    "alias",
+    str,
+    OpenApiParameter.PATH,
+    description="1-50 lower-case letters, digits, '_' or '-', from a letter.",
+    pattern=r"^[a-z][a-z0-9_-]{0,49}$",
+)
+VERSION_PATH = OpenApiParameter(
+    "version", str, OpenApiParameter.PATH, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+)
 MODEL_PARAM = OpenApiParameter(
     "model",
     str,
@@ -97,7 +107,8 @@ def _activation_body(change, *, model, status: str, current) -> dict:
 
 
 def _note(request) -> str:
-    serializer = ActivationRequestSerializer(data=request.data or {})
+    # an empty body is {}; a JSON null is refused, as the schema says
+    serializer = ActivationRequestSerializer(data=request.data)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data.get("note", "")
 
@@ -106,11 +117,11 @@ class ModelActivateApi(APIView):
     @extend_schema(
         operation_id="model_activate",
         summary="Make a version the active one (recorded in the history)",
-        parameters=[MODEL_PARAM],
+        parameters=[MODEL_PARAM, VERSION_PATH],
         request=ActivationRequestSerializer,
         responses={
             200: ActivationResponseSerializer,
-            **error_responses(400, 401, 403, 404, 409, 422),
+            **error_responses(400, 401, 403, 404, 409, 415, 422),
         },
     )
     def post(self, request, version: str):
@@ -132,7 +143,7 @@ class ModelRollbackApi(APIView):
         request=ActivationRequestSerializer,
         responses={
             200: ActivationResponseSerializer,
-            **error_responses(400, 401, 403, 404, 409, 422),
+            **error_responses(400, 401, 403, 404, 409, 415, 422),
         },
     )
     def post(self, request):
@@ -166,15 +177,15 @@ class ModelAliasApi(APIView):
         summary="Point an alias (champion, challenger, ...) at a version",
         description="Creates the alias or moves it. Setting the default "
         "alias (ALIAS, `production`) is an activation. " + ALIAS_DESCRIPTION,
-        parameters=[MODEL_PARAM],
+        parameters=[MODEL_PARAM, ALIAS_PATH],
         request=AliasSetRequestSerializer,
         responses={
             200: AliasResponseSerializer,
-            **error_responses(400, 401, 403, 404, 409, 422),
+            **error_responses(400, 401, 403, 404, 409, 415, 422),
         },
     )
     def put(self, request, alias: str):
-        serializer = AliasSetRequestSerializer(data=request.data or {})
+        serializer = AliasSetRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         model = selectors.model_get(name=request.query_params.get("model"))
@@ -193,11 +204,11 @@ class ModelAliasApi(APIView):
         operation_id="model_alias_remove",
         summary="Remove an alias (never the default one)",
         description=ALIAS_DESCRIPTION,
-        parameters=[MODEL_PARAM],
+        parameters=[MODEL_PARAM, ALIAS_PATH],
         request=ActivationRequestSerializer,
         responses={
             200: AliasResponseSerializer,
-            **error_responses(400, 401, 403, 404, 409),
+            **error_responses(400, 401, 403, 404, 409, 415),
         },
     )
     def delete(self, request, alias: str):

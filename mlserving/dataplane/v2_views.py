@@ -117,8 +117,14 @@ NAME = OpenApiParameter(
     str,
     OpenApiParameter.PATH,
     description="Model name, or model@alias.",
+    pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}(@[a-z][a-z0-9_-]{0,49})?$",
 )
-VERSION = OpenApiParameter("version", str, OpenApiParameter.PATH)
+VERSION = OpenApiParameter(
+    "version",
+    str,
+    OpenApiParameter.PATH,
+    pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+)
 
 
 class V2Errors:
@@ -222,7 +228,10 @@ class V2InferApi(V2Errors, APIView):
         ),
         tags=["v2"],
         parameters=[NAME, VERSION],
-        request=V2InferRequestSerializer,
+        # Named media type: with parser_classes empty, the schema would
+        # otherwise infer that the view takes no body at all. (Binary
+        # tensor bodies are described in the text above.)
+        request={"application/json": V2InferRequestSerializer},
         responses={
             200: V2InferResponseSerializer,
             **_errors(400, 401, 404, 408, 409, 413, 415, 422, 503),

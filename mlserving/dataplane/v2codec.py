@@ -241,7 +241,8 @@ def _shape(tensor: dict, where: str) -> tuple[int, int]:
 
 def _datatype(tensor: dict, where: str) -> str:
     value = tensor.get("datatype")
-    if value not in INPUT_DATATYPES:
+    # a dict or list is unhashable: check the type before the lookup
+    if not isinstance(value, str) or value not in INPUT_DATATYPES:
         shown = value if isinstance(value, str) else _kind(value)
         raise _invalid(
             f"{where}.datatype",

@@ -37,7 +37,7 @@ def test_models_lists_every_version_with_metadata(client, two_versions):
 
 def test_activate_switches_serving_and_records_history(client, two_versions):
     # when: the seed's call, no body
-    response = client.post("/models/v2.0/activate")
+    response = client.generic("POST", "/models/v2.0/activate")
     # then
     assert response.status_code == 200
     body = response.json()
@@ -53,19 +53,19 @@ def test_activate_switches_serving_and_records_history(client, two_versions):
 
 
 def test_activating_the_active_version_changes_nothing(client, two_versions):
-    body = client.post("/models/v1.0/activate").json()
+    body = client.generic("POST", "/models/v1.0/activate").json()
     assert body["status"] == "unchanged"
     assert AliasChange.objects.count() == 1
 
 
 def test_rollback_walks_back_the_activations(client, two_versions):
-    client.post("/models/v2.0/activate")
-    first = client.post("/models/rollback")
+    client.generic("POST", "/models/v2.0/activate")
+    first = client.generic("POST", "/models/rollback")
     assert first.status_code == 200
     assert first.json()["active_version"] == "v1.0"
     assert predict(client).json()["model_version"] == "v1.0"
     # v1.0 was the first version: nothing earlier to return to
-    second = client.post("/models/rollback")
+    second = client.generic("POST", "/models/rollback")
     assert second.status_code == 409
     assert second.json()["error"]["code"] == "no_previous_version"
     history = client.get("/models").json()["history"]
@@ -77,7 +77,7 @@ def test_rollback_walks_back_the_activations(client, two_versions):
 
 
 def test_activate_unknown_version_is_404(client, two_versions):
-    response = client.post("/models/v7.0/activate")
+    response = client.generic("POST", "/models/v7.0/activate")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "model_version_not_found"
 
@@ -88,7 +88,7 @@ def test_activate_tampered_artifact_is_refused_and_v1_keeps_serving(
     # given: one byte of v2.0's artifact changes
     flip_one_byte(two_versions["root"] / "model_v2.0.pkl")
     # when
-    response = client.post("/models/v2.0/activate")
+    response = client.generic("POST", "/models/v2.0/activate")
     # then
     assert response.status_code == 422
     error = response.json()["error"]
@@ -120,11 +120,15 @@ def test_activate_with_malformed_json_is_400(client, two_versions):
 
 def test_api_keys_protect_writes_when_configured(client, two_versions, settings):
     settings.MLSERVING = {**settings.MLSERVING, "API_KEYS": ["s3cret"]}
-    assert client.post("/models/v2.0/activate").status_code == 401
+    assert client.generic("POST", "/models/v2.0/activate").status_code == 401
     assert predict(client).status_code == 401
-    wrong = client.post("/models/v2.0/activate", HTTP_AUTHORIZATION="Bearer nope")
+    wrong = client.generic(
+        "POST", "/models/v2.0/activate", HTTP_AUTHORIZATION="Bearer nope"
+    )
     assert wrong.json()["error"]["code"] == "authentication_failed"
-    ok = client.post("/models/v2.0/activate", HTTP_AUTHORIZATION="Bearer s3cret")
+    ok = client.generic(
+        "POST", "/models/v2.0/activate", HTTP_AUTHORIZATION="Bearer s3cret"
+    )
     assert ok.status_code == 200
     assert ok.json()["change"]["actor"] == "api-key"
     keyed = client.post(
@@ -180,7 +184,36 @@ def test_a_staff_session_may_predict_and_activate_when_keys_are_set(
         HTTP_X_CSRFTOKEN=token,
     )
     assert ok.status_code == 200
-    no_token = browser.post("/models/v2.0/activate")
+    no_token = browser.generic("POST", "/models/v2.0/activate")
     assert no_token.status_code == 403
-    activated = browser.post("/models/v2.0/activate", HTTP_X_CSRFTOKEN=token)
+    activated = browser.generic("POST", "/models/v2.0/activate", HTTP_X_CSRFTOKEN=token)
     assert activated.json()["change"]["actor"] == "admin"
+
+
+@pytest.mark.parametrize(
+    "content_type,body",
+    [
+        ("application/x-www-form-urlencoded", "note=x"),
+        ("multipart/form-data; boundary=b", "--b--\r\n"),
+        ("text/plain", "{}"),
+    ],
+)
+def test_a_cross_site_form_cannot_activate(client, two_versions, content_type, body):
+    # a plain HTML form on any page can send these three, never JSON
+    response = client.generic(
+        "POST",
+        "/models/v2.0/activate",
+        body,
+        content_type=content_type,
+        HTTP_ORIGIN="http://evil.example",
+    )
+    assert response.status_code == 415
+    assert client.get("/models").json()["active_version"] == "v1.0"
+
+
+def test_a_json_null_body_is_refused(client, two_versions):
+    response = client.post(
+        "/models/v2.0/activate", "null", content_type="application/json"
+    )
+    assert response.status_code in (400, 422)
+    assert client.get("/models").json()["active_version"] == "v1.0"

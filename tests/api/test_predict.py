@@ -238,7 +238,7 @@ def test_tampered_active_artifact_falls_back_to_the_previous_version(
     client, two_versions
 ):
     # given: v2.0 activated after v1.0, then its file changes on disk
-    client.post("/models/v2.0/activate")
+    client.generic("POST", "/models/v2.0/activate")
     serving.reset()  # a fresh process: must load v2.0 from disk
     flip_one_byte(two_versions["root"] / "model_v2.0.pkl")
     # when

@@ -773,3 +773,15 @@ def test_tritonclient_parses_default_binary_answer():
     np.testing.assert_array_equal(result.as_numpy("label"), [0, 1])
     np.testing.assert_array_equal(result.as_numpy("probabilities"), PROBA)
     assert result.get_output("label")["parameters"] == {"binary_data_size": 16}
+
+
+@pytest.mark.parametrize("datatype", [{}, [], None, 3])
+def test_a_datatype_that_is_not_a_string_is_a_422(datatype):
+    # found by schemathesis: a dict here was a 500 (unhashable)
+    body = {
+        "inputs": [{"name": "x", "shape": [1, 1], "datatype": datatype, "data": [1]}]
+    }
+    with pytest.raises(ApplicationError) as caught:
+        decode_infer(orjson.dumps(body), header_length=None, max_rows=10)
+    assert caught.value.status_code == 422
+    assert "datatype" in caught.value.message

@@ -72,7 +72,9 @@ def test_the_window_leaves_out_older_minutes(client, db):
     assert totals == {"10m": 5, "1h": 12, "1d": 23, "600": 5}
 
 
-@pytest.mark.parametrize("window", ["0", "abc", "-5m", "91d", "1w"])
+@pytest.mark.parametrize(
+    "window", ["0", "abc", "-5m", "91d", "1w", "1.5h", "2161h", ""]
+)
 def test_a_bad_window_is_a_422(client, db, window):
     response = client.get(f"/metrics?window={window}")
     assert response.status_code == 422
