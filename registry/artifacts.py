@@ -3,17 +3,21 @@
 Loading a joblib file runs code from it, so every path is confined to
 ARTIFACTS_ROOT and every load reads the bytes once, hashes them, compares
 with the sha256 recorded at registration and only then unpickles those same
-bytes (no window between the check and the load).
+bytes (no window between the check and the load). Bytes this host lacks
+come from the shared artifact store, through its cache (registry/store.py).
 """
 
 import hashlib
 import json
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
+from django.db import DatabaseError
 
+from registry import store
 from registry.errors import (
     ArtifactIntegrityError,
     ArtifactMissing,
@@ -24,6 +28,8 @@ from registry.errors import (
 ARTIFACT_PATTERN = re.compile(r"^model_(?P<version>.+)\.(?P<ext>pkl|joblib)$")
 FORMAT_BY_EXT = {"pkl": "joblib", "joblib": "joblib"}
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+logger = logging.getLogger("registry")
 
 
 def artifacts_root() -> Path:
@@ -74,36 +80,118 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _integrity_error(relative: str, expected: str, actual: str, where: str):
+    return ArtifactIntegrityError(
+        f"Artifact file {relative} does not match its registered sha256: "
+        f"expected {expected}, found {actual}. {where} changed after "
+        "registration; it will not be loaded.",
+        details={
+            "path": relative,
+            "expected_sha256": expected,
+            "actual_sha256": actual,
+        },
+    )
+
+
+def _cached(expected_sha256: str) -> bytes | None:
+    """The object from this host's cache when it is there and intact (a
+    damaged cache file is this host's problem: removed, fetched again)."""
+    path = store.cache_path(expected_sha256)
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if sha256_hex(data) == expected_sha256:
+        return data
+    logger.warning("cached artifact %s is damaged; fetching it again", path)
+    path.unlink(missing_ok=True)
+    return None
+
+
 def read_verified(relative: str, expected_sha256: str) -> bytes:
-    """The artifact's bytes, after checking them against the recorded
-    digest. Raises ArtifactMissing or ArtifactIntegrityError, naming the
-    file and the two digests."""
+    """The artifact's bytes, checked against the recorded digest, from the
+    first place that has them intact: this host's cache (by sha256), the
+    file under ARTIFACTS_ROOT, the shared store (fetched into the cache,
+    registry/store.py). A local file that differs is not loaded: the
+    registered bytes come from the store instead.
+
+    Raises ArtifactPathError for a stored path outside the root,
+    ArtifactIntegrityError when the store's own copy does not match
+    (corruption every host sees; names the file and both digests), and
+    ArtifactMissing when this host cannot have the bytes (missing here,
+    and the store has none or cannot be reached): a problem of this host
+    only, never recorded on the version."""
     path = resolve(relative)
+    shared = bool(store.SHA256_PATTERN.match(expected_sha256 or ""))
+    if shared:
+        data = _cached(expected_sha256)
+        if data is not None:
+            return data
+    local = None
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise ArtifactMissing(
-            f"Artifact file {relative} is missing from the artifacts root.",
-            details={"path": relative},
-        ) from None
+        local = "missing from the artifacts root"
     except OSError as exc:
+        local = f"unreadable ({exc.strerror})"
+    else:
+        actual = sha256_hex(data)
+        if actual == expected_sha256:
+            return data
+        if not shared:
+            raise _integrity_error(relative, expected_sha256, actual, "The file")
+        local = f"changed under the artifacts root (sha256 {actual})"
+        logger.warning(
+            "artifact %s %s; loading the registered bytes from the store",
+            relative,
+            local,
+        )
+    if not shared:
         raise ArtifactMissing(
-            f"Artifact file {relative} cannot be read: {exc.strerror}.",
-            details={"path": relative},
+            f"Artifact file {relative} is {local}.", details={"path": relative}
+        )
+    try:
+        data = store.cache_fetch(expected_sha256).read_bytes()
+    except store.StoreObjectCorrupt as exc:
+        raise _integrity_error(
+            relative,
+            expected_sha256,
+            exc.actual or str(exc),
+            "The shared store's copy",
         ) from None
-    actual = sha256_hex(data)
-    if actual != expected_sha256:
-        raise ArtifactIntegrityError(
-            f"Artifact file {relative} does not match its registered sha256: "
-            f"expected {expected_sha256}, found {actual}. The file changed "
-            "after registration; it will not be loaded.",
-            details={
-                "path": relative,
-                "expected_sha256": expected_sha256,
-                "actual_sha256": actual,
-            },
+    except store.StoreObjectMissing:
+        raise ArtifactMissing(
+            f"Artifact file {relative} is {local} on this host, and the "
+            "shared artifact store has no copy of it.",
+            details={"path": relative, "sha256": expected_sha256},
+        ) from None
+    except (DatabaseError, OSError) as exc:
+        raise ArtifactMissing(
+            f"Artifact file {relative} is {local} on this host, and it "
+            f"could not be fetched from the shared store ({exc}).",
+            details={"path": relative, "sha256": expected_sha256},
+        ) from None
+    if sha256_hex(data) != expected_sha256:  # changed under our feet
+        store.cache_forget(expected_sha256)
+        raise ArtifactMissing(
+            f"Artifact file {relative}: the cached copy changed while read.",
+            details={"path": relative, "sha256": expected_sha256},
         )
     return data
+
+
+def local_copy(relative: str, expected_sha256: str) -> bytes | None:
+    """Intact bytes of the artifact on this host (its cache or its
+    artifacts root), without asking the store; None when there are none."""
+    if store.SHA256_PATTERN.match(expected_sha256 or ""):
+        data = _cached(expected_sha256)
+        if data is not None:
+            return data
+    try:
+        data = resolve(relative).read_bytes()
+    except (OSError, ArtifactPathError):
+        return None
+    return data if sha256_hex(data) == expected_sha256 else None
 
 
 @dataclass(frozen=True)

@@ -216,3 +216,38 @@ class RegistryState(models.Model):
 
     def __str__(self) -> str:
         return f"registry generation {self.generation}"
+
+
+class ArtifactObject(models.Model):
+    """One artifact's bytes in the shared store (registry/store.py),
+    addressed by their sha256: written once at registration, read by any
+    host that lacks the file. The bytes are in ArtifactChunk rows of
+    ARTIFACT_STORE_CHUNK_BYTES each, so no row, and no allocation, is the
+    size of a whole model."""
+
+    sha256 = models.CharField(max_length=64, unique=True)
+    size_bytes = models.BigIntegerField()
+    chunk_bytes = models.PositiveIntegerField()
+    chunk_count = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.sha256[:12]} ({self.size_bytes} bytes)"
+
+
+class ArtifactChunk(models.Model):
+    artifact = models.ForeignKey(
+        ArtifactObject, on_delete=models.CASCADE, related_name="chunks"
+    )
+    index = models.PositiveIntegerField()
+    data = models.BinaryField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["artifact", "index"], name="unique_chunk_per_artifact"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.artifact.sha256[:12]} chunk {self.index}"

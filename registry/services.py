@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import skops.io
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils.dateparse import parse_datetime
 
 from mlserving.conf import app_settings
-from registry import artifacts, formats, selectors
+from registry import artifacts, formats, selectors, store
 from registry.compile import (
     Compiled,
     CompileRefused,
@@ -26,7 +26,9 @@ from registry.errors import (
     AliasNotFound,
     AliasProtected,
     ArtifactError,
+    ArtifactIntegrityError,
     ArtifactLoadError,
+    ArtifactMissing,
     ArtifactPathError,
     NoPreviousVersion,
     VersionExists,
@@ -363,18 +365,26 @@ def model_version_register(
                 f"{folder}/model.onnx", prepared.compiled.payload
             )
             written.append(compiled_path)
-        row = _version_create(
-            model_name=model_name,
-            version=version,
-            relative=relative,
-            prepared=prepared,
-            skops_path=skops_path,
-            compiled_path=compiled_path,
-            metadata=metadata,
-            description=description,
-            runtime=runtime,
-            user=user,
-        )
+        with transaction.atomic():
+            # Into the shared store with the row: other hosts see the
+            # version only once they can fetch its files.
+            _store_put(
+                data,
+                prepared.skops_payload,
+                prepared.compiled.payload if prepared.compiled else None,
+            )
+            row = _version_create(
+                model_name=model_name,
+                version=version,
+                relative=relative,
+                prepared=prepared,
+                skops_path=skops_path,
+                compiled_path=compiled_path,
+                metadata=metadata,
+                description=description,
+                runtime=runtime,
+                user=user,
+            )
     except BaseException:
         for path in written:  # leave no unregistered file behind
             artifacts.resolve(path).unlink(missing_ok=True)
@@ -390,6 +400,14 @@ def model_version_register(
         prepared.compiled_detail,
     )
     return row
+
+
+def _store_put(*payloads: bytes | None) -> None:
+    """Write files to the shared artifact store (once per sha256)."""
+    shared = store.artifact_store()
+    for payload in payloads:
+        if payload is not None:
+            shared.put_bytes(payload)
 
 
 def _prune_empty(folder: str) -> None:
@@ -478,14 +496,88 @@ def _version_create(
     return row
 
 
-def model_version_verify(*, version: ModelVersion) -> ModelVersion:
-    """Check the artifact against its sha256 and that it loads; record the
-    outcome in `status`; the compiled file too, when there is one.
-    Returns the version (status updated)."""
+def _version_files(version: ModelVersion) -> list[tuple[str, str]]:
+    """(path, sha256) of every file of a version: the registered one, its
+    skops form and its ONNX conversion (each once)."""
+    files = [(version.artifact_path, version.sha256)]
+    for path, sha in (
+        (version.skops_path, version.skops_sha256),
+        (version.compiled_path, version.compiled_sha256),
+    ):
+        if path and sha and (path, sha) not in files:
+            files.append((path, sha))
+    return files
+
+
+def _stored_check(relative: str, sha256: str) -> None:
+    """Check the shared store's copy of one file against its sha256. A
+    copy the store lacks, or holds damaged, is stored again from an intact
+    copy on this host when there is one (a version registered before the
+    store, a repaired file). Otherwise ArtifactIntegrityError (the store's
+    copy is damaged: every host would load it so) or ArtifactMissing (no
+    copy anywhere this host can see: its own problem)."""
+    if not store.SHA256_PATTERN.match(sha256 or ""):
+        artifacts.read_verified(relative, sha256)  # the old rules
+        return
+    shared = store.artifact_store()
     try:
-        # The registered file against its digest (a pickle is never loaded
-        # here), then each form that may serve it, loaded.
-        artifacts.read_verified(version.artifact_path, version.sha256)
+        shared.check(sha256)
+        return
+    except store.StoreObjectMissing:
+        problem = None
+    except store.StoreObjectCorrupt as exc:
+        problem = exc
+    except DatabaseError as exc:
+        raise ArtifactMissing(
+            f"Artifact file {relative}: the shared store cannot be reached ({exc}).",
+            details={"path": relative, "sha256": sha256},
+        ) from None
+    local = artifacts.local_copy(relative, sha256)
+    if local is not None:
+        shared.put_bytes(local, replace=problem is not None)
+        logger.warning(
+            "artifact %s (%s) was %s in the shared store; stored again from "
+            "this host's intact copy",
+            relative,
+            sha256,
+            "damaged" if problem is not None else "missing",
+        )
+        return
+    if problem is not None:
+        store.cache_forget(sha256)
+        raise ArtifactIntegrityError(
+            f"Artifact file {relative} does not match its registered sha256: "
+            f"expected {sha256}, found {problem.actual or problem}. The "
+            "shared store's copy changed after registration; it will not be "
+            "loaded.",
+            details={
+                "path": relative,
+                "expected_sha256": sha256,
+                "actual_sha256": problem.actual,
+            },
+        )
+    raise ArtifactMissing(
+        f"Artifact file {relative} is not in the shared artifact store, and "
+        "this host has no intact copy to add.",
+        details={"path": relative, "sha256": sha256},
+    )
+
+
+def model_version_verify(*, version: ModelVersion) -> ModelVersion:
+    """Check the shared store's copy of each of the version's files
+    against its sha256 (repaired from an intact copy on this host when it
+    can be), then load each form that may serve it; record the outcome in
+    `status` (a restored version is ready again). Returns the version.
+
+    The status says what every host would find: a damaged store copy is
+    integrity_failed, a file that does not load is load_failed. A file
+    this host lacks that the store cannot provide says nothing about the
+    others: ArtifactMissing is raised and the row is left alone."""
+    try:
+        # The store's copies against their digests (a pickle is never
+        # loaded here), then each form that may serve it, loaded.
+        for relative, sha256 in _version_files(version):
+            _stored_check(relative, sha256)
         if version.format != ModelVersion.Format.ONNX:
             artifact_load(
                 SklearnRuntime.name,
@@ -497,6 +589,9 @@ def model_version_verify(*, version: ModelVersion) -> ModelVersion:
             artifact_load(
                 OnnxRuntime.name, version.compiled_path, version.compiled_sha256
             ).unload()
+    except ArtifactMissing as exc:
+        logger.warning("%s cannot be verified on this host: %s", version, exc.message)
+        raise
     except ArtifactError as exc:
         status, detail = _status_for(exc), exc.message
     else:
@@ -532,6 +627,11 @@ def model_version_compile(
         path = _derived_write(f"{folder}/model.onnx", prepared.compiled.payload)
         sha = artifacts.sha256_hex(prepared.compiled.payload)
         size = len(prepared.compiled.payload)
+    with transaction.atomic():
+        _store_put(
+            prepared.skops_payload if skops_path != version.skops_path else None,
+            prepared.compiled.payload if prepared.compiled is not None else None,
+        )
     fields = {
         "skops_path": skops_path,
         "skops_sha256": skops_sha,
@@ -603,7 +703,11 @@ def _status_for(error: ArtifactError) -> str:
 
 
 def model_version_mark_failed_by_id(*, version_id: int, error: ArtifactError):
-    """Record that a serving process could not load a version."""
+    """Record that a serving process could not load a version: not when
+    the file is only missing on that host (ArtifactMissing: the store
+    could not fill its cache), which says nothing about the others."""
+    if isinstance(error, ArtifactMissing):
+        return
     version = ModelVersion.objects.filter(pk=version_id).first()
     if version is not None:
         model_version_mark(
@@ -851,6 +955,9 @@ def artifacts_sync(*, model_name: str | None = None) -> SyncReport:
                 digest = artifacts.file_sha256(found.path)
                 if digest == existing.sha256:
                     report.unchanged.append(label)
+                    shared = store.artifact_store()
+                    if not shared.has(digest):  # registered before the store
+                        shared.put_file(found.path)
                 else:
                     report.changed.append(label)
             else:
@@ -888,12 +995,18 @@ def artifacts_sync(*, model_name: str | None = None) -> SyncReport:
 
 def artifacts_verify() -> list[tuple[str, str, str]]:
     """Verify every non-archived version (status updated either way, so a
-    restored file is served again). [(label, status, detail)]."""
+    restored file is served again). [(label, status, detail)]; the status
+    is "unavailable" for a version this host cannot check (a file missing
+    here that the store cannot provide), whose row is left alone."""
     report = []
     versions = ModelVersion.objects.exclude(
         status=ModelVersion.Status.ARCHIVED
     ).select_related("model")
     for version in versions:
-        model_version_verify(version=version)
+        try:
+            model_version_verify(version=version)
+        except ArtifactMissing as exc:  # this host's problem: row untouched
+            report.append((str(version), "unavailable", exc.message))
+            continue
         report.append((str(version), version.status, version.status_detail))
     return report

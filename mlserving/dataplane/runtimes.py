@@ -7,11 +7,15 @@ outside the cache lock (a slow load never blocks hits on other versions),
 and always go through `registry.runtimes.runtime_load`, so a file that
 changed since registration is never unpickled. A version whose artifact
 cannot be loaded is marked in the database (every process then stops
-routing to it) and not retried here on every request while it stays so.
+routing to it) and not retried here on every request while it stays so;
+one whose file is only missing on this host (not in its cache or
+artifacts root, and the shared store could not provide it) is reported by
+this process alone and tried again after ARTIFACT_MISS_RETRY seconds.
 """
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 
 from django.db import DatabaseError
@@ -19,7 +23,7 @@ from django.db import DatabaseError
 from mlserving.conf import app_settings
 from registry import services as registry_services
 from registry.entries import VersionEntry
-from registry.errors import ArtifactError, unservable_error
+from registry.errors import ArtifactError, ArtifactMissing, unservable_error
 from registry.runtimes import ModelRuntime, runtime_load
 
 logger = logging.getLogger("mlserving.dataplane")
@@ -130,8 +134,9 @@ class Runtimes:
 
     def __init__(self, cache: ModelCache | None = None):
         self.cache = cache or ModelCache()
-        # Versions this process failed to load, by id -> (sha256, error).
-        self._failures: dict[int, tuple[str, ArtifactError]] = {}
+        # Versions this process failed to load, by id -> (sha256, error,
+        # when: time.monotonic()).
+        self._failures: dict[int, tuple[str, ArtifactError, float]] = {}
         self._lock = threading.Lock()
 
     def loaded(self, entry: VersionEntry) -> ModelRuntime | None:
@@ -148,7 +153,11 @@ class Runtimes:
             )
         failed = self._failures.get(entry.id)
         if failed is not None and failed[0] == entry.sha256:
-            raise failed[1]
+            local_miss = isinstance(failed[1], ArtifactMissing)
+            if not local_miss or (
+                time.monotonic() - failed[2] < app_settings.ARTIFACT_MISS_RETRY
+            ):
+                raise failed[1]
         return self.cache.peek(entry)
 
     def get(self, entry: VersionEntry) -> ModelRuntime:
@@ -159,15 +168,20 @@ class Runtimes:
         if runtime is not None:
             return runtime
         try:
-            return self.cache.get(entry)
+            runtime = self.cache.get(entry)
         except ArtifactError as error:
             self._report(entry, error)
             raise
+        with self._lock:
+            self._failures.pop(entry.id, None)
+        return runtime
 
     def _report(self, entry: VersionEntry, error: ArtifactError) -> None:
         with self._lock:
-            self._failures[entry.id] = (entry.sha256, error)
+            self._failures[entry.id] = (entry.sha256, error, time.monotonic())
         logger.error("cannot load %s: %s", entry.label, error)
+        if isinstance(error, ArtifactMissing):
+            return  # this host's problem, reported by its /health alone
         try:
             registry_services.model_version_mark_failed_by_id(
                 version_id=entry.id, error=error

@@ -416,3 +416,14 @@ def clients_of(process: psutil.Process, port: int) -> int:
         for c in connections
         if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port
     )
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.25):
+    """predicate()'s first truthy value within timeout (polled every
+    interval), else its last value."""
+    deadline = time.monotonic() + timeout
+    value = predicate()
+    while not value and time.monotonic() < deadline:
+        time.sleep(interval)
+        value = predicate()
+    return value

@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from mlserving.embedded_redis import EmbeddedRedis
 from monitoring.models import MetricRollup, PredictionEvent
 from tests.conftest import SEED_FEATURES, all_schedules_ensure
+from tests.servers.abuse import wait_until
 
 pytestmark = pytest.mark.servers
 
@@ -30,15 +31,6 @@ def rolled_up() -> dict[str, int]:
         .annotate(n=Sum("count"))
         .values_list("version", "n")
     )
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.25):
-    deadline = time.monotonic() + timeout
-    value = predicate()
-    while not value and time.monotonic() < deadline:
-        time.sleep(interval)
-        value = predicate()
-    return value
 
 
 class Load:
