@@ -1,36 +1,38 @@
-"""Optional API keys.
+"""Authentication, permission and throttling of the REST API (DRF), and
+their OpenAPI description.
 
-With API_KEYS empty (the default, and the seed's behaviour) the API is open.
-With keys configured, every endpoint but /health and the docs needs
-`Authorization: Bearer <key>` or `X-API-Key: <key>`, or a staff session.
+Credentials: `Authorization: Bearer <key>` or `X-API-Key: <key>` (keys
+from access/services.py), or a Django session (staff). What each request
+needs is access/services.py's to say: reads follow READS_OPEN, writes
+WRITES_OPEN; a predict-scoped key gets 403 on a write.
 """
 
-import hmac
-
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from rest_framework import authentication, exceptions, permissions
+from rest_framework import authentication, exceptions, permissions, throttling
 
+from access.services import Principal, presented_key, principal_for
+from mlserving import throttling as shared_throttling
 from mlserving.conf import app_settings
+
+# A view whose POST changes no state (/predict, /feedback, /v2 infer)
+# says `access = READ`.
+READ = "read"
+WRITE = "write"
 
 
 class ApiClient:
-    """The principal of a request that presented a valid API key."""
+    """The user of a request that presented a valid API key."""
 
     is_authenticated = True
     is_staff = False
     is_active = True
     pk = None
 
+    def __init__(self, principal: Principal):
+        self.principal = principal
+
     def __str__(self) -> str:
-        return "api-key"
-
-
-def presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
-    """The API key a request presents: `Authorization: Bearer <key>`, else
-    `X-API-Key: <key>`."""
-    if authorization and authorization.startswith("Bearer "):
-        return authorization[7:].strip()
-    return x_api_key
+        return f"api-key:{self.principal.name}"
 
 
 def _presented_key(request) -> str | None:
@@ -39,11 +41,15 @@ def _presented_key(request) -> str | None:
     )
 
 
-def key_is_valid(key: str) -> bool:
-    return any(
-        hmac.compare_digest(key.encode(), known.encode())
-        for known in app_settings.API_KEYS
-    )
+def access_of(method: str, view) -> str:
+    """READ or WRITE: what a request to `view` with `method` needs."""
+    if method in permissions.SAFE_METHODS:
+        return READ
+    return getattr(view, "access", WRITE)
+
+
+def is_open(kind: str) -> bool:
+    return app_settings.READS_OPEN if kind == READ else app_settings.WRITES_OPEN
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -51,35 +57,71 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         key = _presented_key(request)
         if key is None:
             return None
-        if not key_is_valid(key):
-            raise exceptions.AuthenticationFailed("Invalid API key.")
-        return ApiClient(), key
+        principal = principal_for(key)
+        if principal is None:
+            raise exceptions.AuthenticationFailed(
+                "Invalid, revoked or expired API key."
+            )
+        return ApiClient(principal), principal
 
     def authenticate_header(self, request):
         return 'Bearer realm="api"'
 
 
-class ApiKeyOrOpen(permissions.BasePermission):
-    """Open while no API key is configured; otherwise a key or staff."""
+class ApiAccess(permissions.BasePermission):
+    """Reads follow READS_OPEN, writes WRITES_OPEN; otherwise a key (a
+    write needs the write scope) or a staff session."""
 
     def has_permission(self, request, view) -> bool:
-        if not app_settings.API_KEYS:
+        kind = access_of(request.method, view)
+        principal = request.auth if isinstance(request.auth, Principal) else None
+        if principal is not None:
+            if kind == WRITE and not principal.may_write:
+                raise exceptions.PermissionDenied(
+                    f"The API key {principal.name!r} has the predict scope; "
+                    "writes need a key with the write scope."
+                )
             return True
-        if request.auth is not None:
+        if is_open(kind):
             return True
         user = request.user
         return bool(user and getattr(user, "is_staff", False))
 
 
+class SharedRateThrottle(throttling.BaseThrottle):
+    """THROTTLE_KEY per key, THROTTLE_ANON per anonymous client address,
+    counted on the shared Redis (mlserving/throttling.py). Staff sessions
+    are counted as keys, by user."""
+
+    def allow_request(self, request, view) -> bool:
+        if isinstance(request.auth, Principal):
+            identity, rate = request.auth.throttle_identity, app_settings.THROTTLE_KEY
+        elif request.user and getattr(request.user, "is_authenticated", False):
+            identity, rate = f"user:{request.user.pk}", app_settings.THROTTLE_KEY
+        else:
+            identity = f"addr:{self.get_ident(request)}"
+            rate = app_settings.THROTTLE_ANON
+        self._wait = shared_throttling.retry_after(identity, rate)
+        return self._wait is None
+
+    def get_ident(self, request) -> str:
+        # the peer's address; behind a proxy, the server (uvicorn's
+        # --forwarded-allow-ips) puts the client's there
+        return request.META.get("REMOTE_ADDR") or "unknown"
+
+    def wait(self):
+        return self._wait
+
+
 def _anonymous_alternative(auto_schema, authenticator: type) -> bool:
     """Whether the operation's security gets `{}` (no credentials) after
-    `authenticator`'s requirement: while no API key is configured a view
-    guarded by ApiKeyOrOpen is open to anyone. Added once, after the
-    view's last authenticator, so `{}` comes last."""
-    if app_settings.API_KEYS:
-        return False
+    `authenticator`'s requirement: the operation is open to anyone under
+    the current settings. Added once, after the view's last
+    authenticator, so `{}` comes last."""
     view = auto_schema.view
-    if not any(isinstance(p, ApiKeyOrOpen) for p in view.get_permissions()):
+    if not any(isinstance(p, ApiAccess) for p in view.get_permissions()):
+        return False
+    if not is_open(access_of(auto_schema.method, view)):
         return False
     authenticators = view.get_authenticators()
     return bool(authenticators) and isinstance(authenticators[-1], authenticator)
@@ -88,7 +130,7 @@ def _anonymous_alternative(auto_schema, authenticator: type) -> bool:
 class ApiKeyScheme(OpenApiAuthenticationExtension):
     """Documents the API key in the OpenAPI schema."""
 
-    target_class = "mlserving.auth.ApiKeyAuthentication"
+    target_class = "access.auth.ApiKeyAuthentication"
     name = "ApiKey"
 
     def get_security_requirement(self, auto_schema):
@@ -102,28 +144,48 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
             "type": "http",
             "scheme": "bearer",
             "description": (
-                "Needed only when API_KEYS is set: `Authorization: Bearer "
-                "<key>` (or `X-API-Key: <key>`)."
+                "An API key (`manage.py apikey create`, or the admin): "
+                "`Authorization: Bearer <key>` (or `X-API-Key: <key>`). A "
+                "predict-scoped key may predict and read; writes need the "
+                "write scope. Needed where READS_OPEN / WRITES_OPEN are off."
             ),
         }
 
 
 class SessionReadAuthentication(authentication.SessionAuthentication):
-    """Session auth without DRF's CSRF check, for /predict only: a
-    prediction changes no state, and the check would read the body through
-    DRF's parsers, which that view bypasses."""
+    """Session auth without DRF's CSRF check, for the POSTs that change no
+    state (/predict, /v2 infer): the check would read the body through
+    DRF's parsers, which those views bypass."""
 
     def enforce_csrf(self, request):
         return
 
 
 class SessionReadScheme(OpenApiAuthenticationExtension):
-    target_class = "mlserving.auth.SessionReadAuthentication"
+    target_class = "access.auth.SessionReadAuthentication"
     name = "sessionCookie"
 
     def get_security_requirement(self, auto_schema):
         requirement = {self.name: []}
         if _anonymous_alternative(auto_schema, SessionReadAuthentication):
+            return [requirement, {}]
+        return requirement
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "apiKey", "in": "cookie", "name": "sessionid"}
+
+
+class SessionScheme(OpenApiAuthenticationExtension):
+    """DRF's session authentication (every view but the read-only POSTs),
+    with `{}` where the operation is open."""
+
+    target_class = "rest_framework.authentication.SessionAuthentication"
+    name = "cookieAuth"
+    priority = 1  # over drf-spectacular's own
+
+    def get_security_requirement(self, auto_schema):
+        requirement = {self.name: []}
+        if _anonymous_alternative(auto_schema, authentication.SessionAuthentication):
             return [requirement, {}]
         return requirement
 

@@ -14,6 +14,9 @@ thread on CPU 1) at 1 and 16 connections on POST /predict:
 - ``uvicorn+front, thread``: the same with every inference call on the
   inference thread (INLINE_INFERENCE_BUDGET_MS=0), what the front would
   cost if it never ran a model on the loop;
+- ``uvicorn+front, throttled``: the Procfile's web process with
+  throttling counting every request on Redis (THROTTLE_ANON at a rate
+  nothing reaches; the embedded Redis on its unix socket);
 - ``uvicorn+front, inline``: every call on the loop
   (INLINE_INFERENCE_BUDGET_MS=1000);
 - ``granian-asgi+front``: granian 2.8's ASGI interface serving the same
@@ -31,6 +34,7 @@ one ``BENCHJSON`` line. Load goes to 127.0.0.1 only.
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -52,6 +56,13 @@ def commands(port: int, workers: int) -> dict[str, tuple[list[str], dict]]:
         "uvicorn+front, thread": (
             pb.web_command(port, workers),
             {"INLINE_INFERENCE_BUDGET_MS": "0"},
+        ),
+        # throttling on, at a rate no client reaches: what counting each
+        # request on Redis (the project's embedded one, started by main())
+        # costs
+        "uvicorn+front, throttled": (
+            pb.web_command(port, workers),
+            {"THROTTLE_ANON": "1000000000/s"},
         ),
         "uvicorn+front, inline": (
             pb.web_command(port, workers),
@@ -129,6 +140,22 @@ def measure(kit, workdir, name, port, command, extra_env, versions, seconds) -> 
     return runs
 
 
+def run_rounds(args, kit, workdir: Path, versions: list[str]) -> list:
+    runs = []
+    for round_number in range(args.rounds):
+        port = pb.free_ports()
+        for name, (command, extra) in commands(port, 2).items():
+            if args.only and name not in args.only.split(";"):
+                continue
+            pb.log(f"round {round_number + 1}: {name}")
+            for run in measure(
+                kit, workdir, name, port, command, extra, versions, args.seconds
+            ):
+                run.round = round_number + 1
+                runs.append(run)
+    return runs
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=2)
@@ -144,18 +171,19 @@ def main(argv=None) -> int:
     env = pb.django_env(workdir, cache_ttl=0)
     pb.manage(env, "migrate", "--noinput", "-v0")
     pb.manage(env, "bootstrap_demo")
-    runs = []
-    for round_number in range(args.rounds):
-        port = pb.free_ports()
-        for name, (command, extra) in commands(port, 2).items():
-            if args.only and name not in args.only.split(";"):
-                continue
-            pb.log(f"round {round_number + 1}: {name}")
-            for run in measure(
-                kit, workdir, name, port, command, extra, versions, args.seconds
-            ):
-                run.round = round_number + 1
-                runs.append(run)
+    # the embedded Redis the throttled configuration counts on
+    redis = subprocess.Popen(
+        [str(pb.PYTHON), "-m", "mlserving.embedded_redis"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        runs = run_rounds(args, kit, workdir, versions)
+    finally:
+        redis.terminate()
+        redis.wait(10)
     groups: dict[tuple, list] = {}
     for run in runs:
         groups.setdefault((run.server, run.version, run.conns), []).append(run)

@@ -239,7 +239,13 @@ def django_env(
             "EMBEDDED_REDIS": "1",
             "PREDICTION_CACHE_TTL": str(cache_ttl),
             "LOG_LEVEL": "WARNING",
-            "API_KEYS": "",
+            # a benchmark measures serving: nothing guards writes (DEBUG
+            # off would refuse to start without a write key), no request
+            # is throttled, plain HTTP on 127.0.0.1
+            "WRITES_OPEN": "true",
+            "THROTTLE_ANON": "",
+            "THROTTLE_KEY": "",
+            "SECURE_SSL_REDIRECT": "false",
             "AB_TEST_ENABLED": "false",
             "DEFAULT_MODEL_NAME": "default",
             "DEFAULT_MODEL_VERSION": ACTIVE_VERSION,

@@ -94,6 +94,9 @@ class Stack:
             # the old layout's websocket port, unused by the new one
             WS_PORT=str(free_port()),
             LOG_LEVEL="WARNING",
+            # the front's own defences are measured, not the throttle
+            THROTTLE_ANON="",
+            THROTTLE_KEY="",
         )
         self.env = env
         self.process: subprocess.Popen | None = None

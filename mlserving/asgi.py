@@ -15,6 +15,7 @@ from channels.routing import URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.db import connections  # noqa: E402
 
+from access.services import startup_check  # noqa: E402
 from mlserving.dataplane import endpoints, serving, v2  # noqa: E402
 from mlserving.dataplane.offload import in_io_thread  # noqa: E402
 from mlserving.front import Front, exit_with_parent  # noqa: E402
@@ -27,6 +28,7 @@ from registry.runtimes.sklearn import unpickling_forbid  # noqa: E402
 
 async def _start() -> None:
     role_register("web")
+    await in_io_thread(startup_check)  # refuses production with open writes
     unpickling_forbid()
     exit_with_parent()
     # Loaded before the process takes its first request (mlserving.serve

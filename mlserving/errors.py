@@ -10,6 +10,7 @@ to the same shape here, so a client never has to parse HTML.
 """
 
 import logging
+import math
 import uuid
 from dataclasses import dataclass
 
@@ -86,6 +87,20 @@ class Overloaded(ApplicationError):
     status_code = 503
     code = "overloaded"
     retry_after = 1
+
+
+class RateLimited(ApplicationError):
+    """Past THROTTLE_ANON / THROTTLE_KEY: retry after `retry_after` s."""
+
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, retry_after: int):
+        super().__init__(
+            f"Too many requests; retry after {retry_after} s.",
+            details={"retry_after_seconds": retry_after},
+        )
+        self.retry_after = retry_after
 
 
 class BodyTimeout(ApplicationError):
@@ -207,10 +222,17 @@ def error_parts(exc: Exception) -> ErrorParts | None:
             if isinstance(exc, cls):
                 code, status_code = mapped, mapped_status
                 break
+        if isinstance(
+            exc, (drf_exceptions.NotAuthenticated, drf_exceptions.AuthenticationFailed)
+        ):
+            # DRF makes these a 403 where no authenticator names a scheme
+            status_code = exc.status_code
         message, details = _drf_message(exc)
         headers = {}
         if getattr(exc, "wait", None):
-            headers["Retry-After"] = str(int(exc.wait))
+            headers["Retry-After"] = str(math.ceil(exc.wait))
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header
         return ErrorParts(status_code, code, message, details, headers)
     if isinstance(exc, SuspiciousOperation):
         return ErrorParts(400, "bad_request", str(exc) or "Bad request.", {}, {})

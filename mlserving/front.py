@@ -37,7 +37,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from django.conf import settings
 from rest_framework.exceptions import UnsupportedMediaType
 
-from mlserving.auth import key_is_valid, presented_key
+from access.services import presented_key, principal_cached
+from mlserving import throttling
 from mlserving.conf import app_settings
 from mlserving.dataplane.codecs import request_id_from
 from mlserving.errors import (
@@ -45,9 +46,10 @@ from mlserving.errors import (
     ErrorParts,
     Overloaded,
     PayloadTooLarge,
+    RateLimited,
     error_parts,
 )
-from mlserving.http import Request, Response, error_response
+from mlserving.http import Request, Response, error_response, json_response
 
 logger = logging.getLogger("mlserving.front")
 
@@ -132,16 +134,24 @@ class Front:
             if self.inflight >= limit:
                 started, arrived = time.perf_counter(), time.time()
                 request_id = request_id_from(_header(scope, b"x-request-id"))
-                parts = await _send_error(send, overloaded_error(limit), request_id)
+                parts = await _send_error(
+                    send, overloaded_error(limit), request_id, scope
+                )
                 self._refused(scope, request_id, arrived, started, parts)
                 return
             self.inflight += 1
         try:
             route, params = self._match(scope["method"], scope["path"])
-            if route is not None and self._answers(scope):
-                await self._route(route, scope, receive, send, params)
-            else:
+            caller = self._caller(scope) if route is not None else None
+            if caller is None:
                 await self._django(scope, receive, send)
+            elif (wait := throttling.retry_after(*caller)) is not None:
+                started, arrived = time.perf_counter(), time.time()
+                request_id = request_id_from(_header(scope, b"x-request-id"))
+                parts = await _send_error(send, RateLimited(wait), request_id, scope)
+                self._refused(scope, request_id, arrived, started, parts)
+            else:
+                await self._route(route, scope, receive, send, params)
         finally:
             if counted:
                 self.inflight -= 1
@@ -157,17 +167,28 @@ class Front:
                     return candidate, found.groupdict()
         return None, {}
 
-    def _answers(self, scope) -> bool:
-        """Whether the front answers a route itself: always while the API
-        is open; with API_KEYS, when a valid key is presented. Anything
-        else (no key, a wrong key, a staff session) is Django's to judge,
-        so authentication has one implementation."""
-        if not app_settings.API_KEYS:
-            return True
+    def _caller(self, scope) -> tuple[str, str] | None:
+        """(throttling identity, rate) when the front answers a route
+        itself: a key this process has verified lately, or no key while
+        reads are open. Anything else (a key not verified here yet, a
+        wrong one, a session, closed reads) is Django's to judge, so
+        authentication has one implementation; Django's answer fills this
+        process's key cache for the next request."""
+        if settings.SECURE_SSL_REDIRECT and not is_secure(scope):
+            return None  # Django's SecurityMiddleware redirects it
         key = presented_key(
             _header(scope, b"authorization"), _header(scope, b"x-api-key")
         )
-        return key is not None and key_is_valid(key)
+        if key is not None:
+            known, principal = principal_cached(key)
+            if known and principal is not None:
+                return principal.throttle_identity, app_settings.THROTTLE_KEY
+            return None
+        if app_settings.READS_OPEN:
+            client = scope.get("client")
+            address = client[0] if client else "unknown"
+            return f"addr:{address}", app_settings.THROTTLE_ANON
+        return None
 
     async def _route(self, route: Route, scope, receive, send, params=None) -> None:
         started, arrived = time.perf_counter(), time.time()
@@ -194,11 +215,11 @@ class Front:
         except ClientGone:
             return
         except Exception as exc:
-            parts = await _send_error(send, exc, request_id)
+            parts = await _send_error(send, exc, request_id, scope)
             if not handled:
                 self._refused(scope, request_id, arrived, started, parts)
             return
-        await _send(send, response, request_id)
+        await _send(send, response, request_id, is_secure(scope))
 
     def _refused(self, scope, request_id, arrived, started, parts) -> None:
         told = self.refused.get(scope["path"])
@@ -223,7 +244,7 @@ class Front:
                 return
             except Exception as exc:
                 request_id = request_id_from(_header(scope, b"x-request-id"))
-                await _send_error(send, exc, request_id)
+                await _send_error(send, exc, request_id, scope)
                 return
             scope, receive = _with_body(scope, receive, body)
         state = {"body_done": False, "timed_out": False, "started": False}
@@ -250,7 +271,7 @@ class Front:
         await self.django(scope, timed_receive, tracked_send)
         if state["timed_out"] and not state["started"]:
             request_id = request_id_from(_header(scope, b"x-request-id"))
-            await _send_error(send, _body_timeout(timeout), request_id)
+            await _send_error(send, _body_timeout(timeout), request_id, scope)
 
     # --- lifespan -------------------------------------------------------
 
@@ -344,9 +365,10 @@ async def _read_body(receive, *, started: float) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def _send_error(send, exc: Exception, request_id: str) -> ErrorParts:
-    """Answer `exc` in the one error shape (an unexpected error is a
-    logged 500); what was answered."""
+async def _send_error(send, exc: Exception, request_id: str, scope) -> ErrorParts:
+    """Answer `exc` in the one error shape, or on /v2 paths the Open
+    Inference Protocol's (an unexpected error is a logged 500); what was
+    answered."""
     parts = error_parts(exc)
     if parts is None:
         logger.exception("unhandled error, request_id=%s", request_id)
@@ -357,16 +379,60 @@ async def _send_error(send, exc: Exception, request_id: str) -> ErrorParts:
             {"request_id": request_id},
             {},
         )
-    await _send(send, error_response(parts, request_id), request_id)
+    path, secure = scope["path"], is_secure(scope)
+    if path == "/v2" or path.startswith("/v2/"):
+        response = json_response(
+            parts.status_code,
+            {"error": parts.message, "code": parts.code, "details": parts.details},
+            parts.headers,
+        )
+    else:
+        response = error_response(parts, request_id)
+    await _send(send, response, request_id, secure)
     return parts
 
 
-async def _send(send, response: Response, request_id: str) -> None:
+def security_headers(secure: bool) -> list[tuple[bytes, bytes]]:
+    """What Django's SecurityMiddleware adds to its answers, for the
+    front's own: nosniff, Referrer-Policy, and HSTS on HTTPS."""
+    headers = []
+    if settings.SECURE_CONTENT_TYPE_NOSNIFF:
+        headers.append((b"x-content-type-options", b"nosniff"))
+    if settings.SECURE_REFERRER_POLICY:
+        policy = settings.SECURE_REFERRER_POLICY
+        if not isinstance(policy, str):
+            policy = ",".join(policy)
+        headers.append((b"referrer-policy", policy.encode()))
+    if secure and settings.SECURE_HSTS_SECONDS:
+        value = f"max-age={settings.SECURE_HSTS_SECONDS}"
+        if settings.SECURE_HSTS_INCLUDE_SUBDOMAINS:
+            value += "; includeSubDomains"
+        if settings.SECURE_HSTS_PRELOAD:
+            value += "; preload"
+        headers.append((b"strict-transport-security", value.encode()))
+    return headers
+
+
+def is_secure(scope) -> bool:
+    """HTTPS, as Django would judge it: the scheme (uvicorn sets it from
+    X-Forwarded-Proto sent by a trusted proxy), or SECURE_PROXY_SSL_HEADER."""
+    if scope.get("scheme") == "https":
+        return True
+    proxy = settings.SECURE_PROXY_SSL_HEADER
+    if not proxy:
+        return False
+    name, value = proxy
+    wanted = name.removeprefix("HTTP_").replace("_", "-").lower().encode()
+    return _header(scope, wanted) == value
+
+
+async def _send(send, response: Response, request_id: str, secure: bool) -> None:
     headers = [
         (b"content-type", response.content_type),
         (b"content-length", str(len(response.body)).encode()),
         (b"x-request-id", request_id.encode()),
         *response.headers,
+        *security_headers(secure),
     ]
     await send(
         {"type": "http.response.start", "status": response.status, "headers": headers}

@@ -18,9 +18,11 @@ class ErrorSerializer(serializers.Serializer):
 _DESCRIPTIONS = {
     400: "Malformed JSON (`malformed_json`), an empty body or a body that "
     "is not an object (`bad_request`).",
-    401: "API keys are configured and none, or a wrong one, was given "
-    "(`not_authenticated`, `authentication_failed`).",
-    403: "Not allowed (`permission_denied`).",
+    401: "Credentials needed (READS_OPEN or WRITES_OPEN is off) and none "
+    "were given (`not_authenticated`), or the key is wrong, revoked or "
+    "expired (`authentication_failed`).",
+    403: "Not allowed (`permission_denied`): a predict-scoped key on a "
+    "write, a session that is not staff, or a write without its CSRF token.",
     404: "Unknown model or version (`model_not_found`, `model_version_not_found`).",
     405: "Wrong HTTP method (`method_not_allowed`).",
     409: "State conflict (`no_active_version`, `no_previous_version`, "
@@ -36,6 +38,8 @@ _DESCRIPTIONS = {
     "(`body_timeout`).",
     415: "A body of a media type the endpoint does not take "
     "(`unsupported_media_type`).",
+    429: "Past THROTTLE_ANON or THROTTLE_KEY (`rate_limited`); the "
+    "Retry-After header says when to try again.",
     500: "Unexpected server error (`internal_error`); logged with the request id.",
     503: "The process already runs MAX_CONCURRENT_REQUESTS requests "
     "(`overloaded`, with a Retry-After header), or a batch ran past "
@@ -91,7 +95,36 @@ def request_schema_precise(result, generator, request, public):
     for name, component in result.get("components", {}).get("schemas", {}).items():
         if name.endswith("Request"):
             _strings_without_nul(component)
+    _guarded_answers(result)
     return result
+
+
+def _guarded_answers(result) -> None:
+    """Every operation behind credentials and throttling (the ones that
+    document a 401; the health probes are neither) may also answer 403 and
+    429, in its path's error shape."""
+    for methods in result.get("paths", {}).values():
+        for operation in methods.values():
+            responses = (
+                operation.get("responses") if isinstance(operation, dict) else None
+            )
+            if not responses or "401" not in responses:
+                continue
+            shape = responses["401"]["content"]
+            for status in (403, 429):
+                responses.setdefault(
+                    str(status),
+                    {"content": shape, "description": _DESCRIPTIONS[status]},
+                )
+            responses["429"].setdefault(
+                "headers",
+                {
+                    "Retry-After": {
+                        "schema": {"type": "integer"},
+                        "description": "Seconds until the client may retry.",
+                    }
+                },
+            )
 
 
 def _strings_without_nul(schema) -> None:

@@ -36,7 +36,7 @@ import socket  # noqa: E402
 
 import uvicorn  # noqa: E402
 
-from mlserving.asgi import application  # noqa: E402
+from mlserving.asgi import application  # noqa: E402  (sets Django up)
 from mlserving.dataplane import serving  # noqa: E402
 from mlserving.uvicorn_protocol import HttpProtocol  # noqa: E402
 from registry.runtimes.sklearn import unpickling_forbid  # noqa: E402
@@ -81,6 +81,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     # Loaded before the socket exists: until then the kernel sends this
     # port's connections to the other workers.
+    from access.services import OpenWritesRefused, startup_check
+
+    try:
+        startup_check()  # production settings with unguarded writes
+    except OpenWritesRefused as exc:
+        logger.error("%s", exc)
+        raise SystemExit(3) from None
     unpickling_forbid()  # before any model loads
     serving.warmup()
     gc_freeze()

@@ -9,12 +9,13 @@ given, or start-up stops with ImproperlyConfigured.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from mlserving import redis_url
+from mlserving import redis_url, throttling
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -23,6 +24,12 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=True)
+if env.str("API_KEYS", default=""):
+    raise ImproperlyConfigured(
+        "API_KEYS is gone: keys are stored hashed, named, scoped and "
+        "revocable. Create them with `python manage.py apikey create NAME "
+        "--scope write|predict` (or in the admin) and unset API_KEYS."
+    )
 
 
 def _path(value: str) -> Path:
@@ -71,9 +78,15 @@ INSTALLED_APPS = [
     "channels",
     "django_celery_beat",
     "simple_history",
+    # admin login attempts limited (AXES_* in "Security" below)
+    "axes",
     "registry",
     "experiments",
     "monitoring",
+    # API keys: djangorestframework-api-key's model with a scope
+    # (access.admin hides the library's unscoped model from the admin)
+    "rest_framework_api_key",
+    "access",
 ]
 
 # Kept short on purpose: every middleware runs on every /predict call.
@@ -86,6 +99,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # last, as axes asks: turns a locked-out login into its 429 page
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "mlserving.urls"
@@ -150,6 +165,22 @@ CHANNEL_LAYERS = {
     }
 }
 
+# The shared cache (django-redis): throttling counters and admin login
+# attempts, shared by every process on every host. Short timeouts: when
+# Redis is down, throttling fails open (mlserving/throttling.py) and
+# nothing waits long for it.
+CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "mlserving",
+        "OPTIONS": {
+            "SOCKET_CONNECT_TIMEOUT": 0.25,
+            "SOCKET_TIMEOUT": 0.25,
+        },
+    }
+}
+
 # --- Static files ---------------------------------------------------------
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
@@ -165,6 +196,78 @@ TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
 
+# --- Security -------------------------------------------------------------
+# Browser-side headers and cookie flags, secure by default with DEBUG off
+# (`manage.py check --deploy` has nothing to say), relaxed with DEBUG on.
+# https://docs.djangoproject.com/en/5.2/ref/middleware/#module-django.middleware.security
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+# Kubernetes probes and Prometheus reach the pods over plain HTTP inside
+# the cluster: these answer there instead of redirecting (patterns are
+# searched in the path without its leading slash).
+SECURE_REDIRECT_EXEMPT = [r"^health$", r"^v2/health/", r"^metrics/prometheus$"]
+# One year. Sent only on HTTPS responses. includeSubDomains covers the
+# service's own host name and below; preload only makes the host eligible
+# for the browsers' list (an owner submits the registrable domain at
+# hstspreload.org). Set SECURE_HSTS_SECONDS=0 until HTTPS works everywhere.
+SECURE_HSTS_SECONDS = env.int(
+    "SECURE_HSTS_SECONDS", default=0 if DEBUG else 365 * 24 * 3600
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool(
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG
+)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
+
+
+def _proxy_ssl_header(value: str) -> tuple[str, str] | None:
+    """'X-Forwarded-Proto' -> ('HTTP_X_FORWARDED_PROTO', 'https'); a value
+    other than https after a colon ('X-Forwarded-Ssl:on'); blank: None."""
+    name, _, wanted = value.strip().partition(":")
+    if not name.strip():
+        return None
+    meta = "HTTP_" + name.strip().upper().replace("-", "_")
+    return meta, wanted.strip() or "https"
+
+
+# Behind a proxy that terminates TLS: the header it sets to say the client
+# used HTTPS. Only when the proxy always sets it (a client could send it
+# too); without it, SECURE_SSL_REDIRECT redirects every request, forever.
+SECURE_PROXY_SSL_HEADER = _proxy_ssl_header(
+    env.str("SECURE_PROXY_SSL_HEADER", default="")
+)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+SESSION_COOKIE_HTTPONLY = env.bool("SESSION_COOKIE_HTTPONLY", default=True)
+# Lax, Strict, None (browsers take it on secure cookies only) or false (no
+# attribute).
+_SAMESITE = env.str("SESSION_COOKIE_SAMESITE", default="Lax").capitalize()
+if _SAMESITE not in ("Lax", "Strict", "None", "False"):
+    raise ImproperlyConfigured(
+        f"SESSION_COOKIE_SAMESITE must be Lax, Strict, None or false; got {_SAMESITE!r}."
+    )
+SESSION_COOKIE_SAMESITE = False if _SAMESITE == "False" else _SAMESITE
+SECURE_CONTENT_TYPE_NOSNIFF = env.bool("SECURE_CONTENT_TYPE_NOSNIFF", default=True)
+SECURE_REFERRER_POLICY = env.str("SECURE_REFERRER_POLICY", default="same-origin")
+X_FRAME_OPTIONS = env.str("X_FRAME_OPTIONS", default="DENY")
+
+# Admin login attempts (django-axes), counted in the shared cache (CACHES
+# "default", Redis) so every process and host sees the same counts: after
+# AXES_FAILURE_LIMIT failures for one username from one address, that pair
+# is refused (429, even with the right password) for AXES_COOLOFF minutes.
+# The handler fails open when Redis is unreachable
+# (mlserving/login_attempts.py).
+# https://django-axes.readthedocs.io/en/latest/4_configuration.html
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "mlserving.login_attempts.FailOpenAxesCacheHandler"
+AXES_CACHE = "default"
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("AXES_COOLOFF", default=15.0))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# A successful login clears that pair's failures.
+AXES_RESET_ON_SUCCESS = True
+
 # --- Request limits -------------------------------------------------------
 MAX_REQUEST_BYTES = env.int("MAX_REQUEST_BYTES", 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
@@ -178,11 +281,13 @@ REST_FRAMEWORK = {
     # cannot post JSON without CORS, so no cross-site form can activate a
     # version or start an experiment. The admin uses Django forms, not this.
     "DEFAULT_PARSER_CLASSES": ["mlserving.json.ORJSONParser"],
+    # The key first: its scheme is what a 401's WWW-Authenticate names.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "access.auth.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "mlserving.auth.ApiKeyAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["mlserving.auth.ApiKeyOrOpen"],
+    "DEFAULT_PERMISSION_CLASSES": ["access.auth.ApiAccess"],
+    "DEFAULT_THROTTLE_CLASSES": ["access.auth.SharedRateThrottle"],
     "EXCEPTION_HANDLER": "mlserving.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
@@ -260,7 +365,25 @@ MLSERVING = {
     "MAX_BATCH_ROWS": env.int("MAX_BATCH_ROWS", 1000),
     # How often a process checks whether the registry changed (seconds).
     "REGISTRY_POLL_INTERVAL": env.float("REGISTRY_POLL_INTERVAL", 0.25),
-    "API_KEYS": [k for k in env.list("API_KEYS", default=[]) if k],
+    # Who may call the API without credentials (access/services.py):
+    # reads and predictions (open by default, as the seed), and writes
+    # (activate, rollback, aliases, experiments, uploads: open only in
+    # development). Otherwise a key (`manage.py apikey create`) or a staff
+    # session. With DEBUG off and WRITES_OPEN unset, a web process refuses
+    # to start until a key with the write scope exists.
+    "READS_OPEN": env.bool("READS_OPEN", True),
+    # Whether anonymous GET /health gets the whole report (process id,
+    # Redis location, models) or only its status.
+    "HEALTH_DETAILS_PUBLIC": env.bool("HEALTH_DETAILS_PUBLIC", DEBUG),
+    "WRITES_OPEN": env.bool("WRITES_OPEN", DEBUG),
+    # Seconds a process trusts a key it verified (a revocation takes
+    # effect within this time).
+    "API_KEY_CACHE_SECONDS": env.float("API_KEY_CACHE_SECONDS", 5.0),
+    # Requests per client on every host together (mlserving/throttling.py):
+    # "N/s", "N/min" or "N/h"; blank for no limit. Anonymous clients are
+    # counted by address, keys by key; past the rate, 429 with Retry-After.
+    "THROTTLE_ANON": env.str("THROTTLE_ANON", "200/s"),
+    "THROTTLE_KEY": env.str("THROTTLE_KEY", "2000/s"),
     "ALIAS": "production",
     # joblib/pickle files run code when loaded: they may be registered
     # only from the server's own disk (register_model, sync_artifacts; the
@@ -283,7 +406,26 @@ MLSERVING = {
     "ARTIFACT_MAX_UNPACKED_BYTES": env.int(
         "ARTIFACT_MAX_UNPACKED_BYTES", 1024 * 1024 * 1024
     ),
+    # The shared, content-addressed artifact store every host reads a
+    # version's files from when it lacks them (registry/store.py):
+    # "database" (chunks of ARTIFACT_STORE_CHUNK_BYTES in the registry's
+    # database). Each host keeps what it fetched in ARTIFACT_CACHE_DIR
+    # (blank: VAR_DIR/artifact-cache), keyed by sha256; a file neither
+    # there, in ARTIFACTS_ROOT nor in the store is asked for again after
+    # ARTIFACT_MISS_RETRY seconds.
+    "ARTIFACT_STORE": env.str("ARTIFACT_STORE", default="database").lower(),
+    "ARTIFACT_STORE_CHUNK_BYTES": env.int(
+        "ARTIFACT_STORE_CHUNK_BYTES", 4 * 1024 * 1024
+    ),
+    "ARTIFACT_CACHE_DIR": str(
+        _path(env.str("ARTIFACT_CACHE_DIR", default=str(VAR_DIR / "artifact-cache")))
+    ),
+    "ARTIFACT_MISS_RETRY": env.float("ARTIFACT_MISS_RETRY", 10.0),
 }
+
+# a malformed rate stops start-up, not the first request
+for _rate in (MLSERVING["THROTTLE_ANON"], MLSERVING["THROTTLE_KEY"]):
+    throttling.parse_rate(_rate)
 
 # --- Experiments ----------------------------------------------------------
 EXPERIMENTS = {

@@ -9,22 +9,26 @@ from monitoring import feedback, ingest
 
 
 class HealthSerializer(serializers.Serializer):
+    """`status` always; the rest only for an API key or a staff session
+    (or anyone, with HEALTH_DETAILS_PUBLIC)."""
+
     status = serializers.ChoiceField(choices=["healthy", "degraded", "unhealthy"])
-    timestamp = serializers.FloatField()
-    uptime_seconds = serializers.FloatField()
-    pid = serializers.IntegerField()
-    database = serializers.DictField()
+    timestamp = serializers.FloatField(required=False)
+    uptime_seconds = serializers.FloatField(required=False)
+    pid = serializers.IntegerField(required=False)
+    database = serializers.DictField(required=False)
     redis = serializers.DictField(
-        help_text="Reported only: predictions never need Redis."
+        required=False, help_text="Reported only: predictions never need Redis."
     )
-    default_model = serializers.CharField(allow_null=True)
-    active_version = serializers.CharField(allow_null=True)
-    models = serializers.DictField()
-    models_loaded = serializers.ListField(child=serializers.CharField())
+    default_model = serializers.CharField(allow_null=True, required=False)
+    active_version = serializers.CharField(allow_null=True, required=False)
+    models = serializers.DictField(required=False)
+    models_loaded = serializers.ListField(child=serializers.CharField(), required=False)
     events = serializers.DictField(
-        help_text="This process's event writer: buffered, written, dropped."
+        required=False,
+        help_text="This process's event writer: buffered, written, dropped.",
     )
-    problems = serializers.ListField(child=serializers.CharField())
+    problems = serializers.ListField(child=serializers.CharField(), required=False)
 
 
 class LatencySerializer(serializers.Serializer):

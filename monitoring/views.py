@@ -1,6 +1,8 @@
 """GET /health, GET /metrics, GET /metrics/prometheus, POST /feedback and
 the dashboard."""
 
+from urllib.parse import urlsplit
+
 from django.http import HttpResponse
 from django.views.generic import TemplateView
 from drf_spectacular.types import OpenApiTypes
@@ -9,6 +11,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from access.auth import READ
+from access.services import health_details_allowed
 from mlserving.dataplane import serving
 from mlserving.json import JSONOnlyNegotiation, ORJSONParser
 from mlserving.openapi import error_responses
@@ -22,16 +26,28 @@ from monitoring.serializers import (
 
 
 class HealthApi(APIView):
+    # Never refused and never throttled (probes); credentials only widen
+    # what it says, so a wrong key is not an error here.
     authentication_classes = []
     permission_classes = [AllowAny]
+    throttle_classes = []
 
     @extend_schema(
         operation_id="health",
         summary="Liveness and readiness: database, Redis, loaded models",
+        description=(
+            "200 when the database answers, 503 when it does not. Anonymous "
+            "callers get only `status` (unless HEALTH_DETAILS_PUBLIC); an API "
+            "key or a staff session gets the whole report."
+        ),
         responses={200: HealthSerializer, 503: HealthSerializer},
     )
     def get(self, request):
         report, status = health.health_report(serving=serving.status())
+        # Django's request: its user is the session's (this view has no
+        # DRF authenticators)
+        if not health_details_allowed(request._request):
+            report = {"status": report["status"]}
         return Response(report, status=status)
 
 
@@ -109,8 +125,42 @@ class DashboardView(TemplateView):
         )
         return context
 
+    def render_to_response(self, context, **response_kwargs):
+        response = super().render_to_response(context, **response_kwargs)
+        response["Content-Security-Policy"] = dashboard_csp(context["websocket_url"])
+        return response
+
+
+def dashboard_csp(websocket_url: str) -> str:
+    """The dashboard's Content-Security-Policy: scripts, styles and
+    everything else from this origin only (the page has no inline script
+    or style, and Chart.js is vendored), the API on this origin and the
+    live-metrics websocket on its own origin (WEBSOCKET_URL may name
+    another host or port), and no framing. Set on this one view, not by a
+    middleware: its websocket origin varies per request, and no other page
+    needs it (the admin and the API docs have their own needs)."""
+    parts = urlsplit(websocket_url)
+    connect = "'self'"
+    if parts.scheme in ("ws", "wss") and parts.netloc:
+        connect += f" {parts.scheme}://{parts.netloc}"
+    return "; ".join(
+        [
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self'",
+            f"connect-src {connect}",
+            "object-src 'none'",
+            "frame-ancestors 'none'",
+            "base-uri 'self'",
+            "form-action 'self'",
+        ]
+    )
+
 
 class FeedbackApi(APIView):
+    # feedback on a prediction is part of using the model: a read
+    access = READ
     # JSON only, as the HTTP front's /feedback (monitoring/endpoints.py):
     # the fields take JSON booleans and numbers, which a form cannot send.
     parser_classes = [ORJSONParser]

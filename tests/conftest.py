@@ -19,8 +19,10 @@ from sklearn.datasets import make_classification
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
+from access import services as access_services
+from access.models import Scope
 from experiments.schedules import experiments_schedules_ensure
-from mlserving import redis_url
+from mlserving import redis_url, throttling
 from mlserving.dataplane import serving
 from mlserving.embedded_redis import EmbeddedRedis
 from mlserving.supervise import procfile_read
@@ -39,9 +41,12 @@ NAMES = [f"x{i}" for i in range(10)]
 def _fresh_process_state():
     serving.reset()
     event_writer.reset()
+    access_services.cache_clear()
+    throttling.reset()
     yield
     serving.reset()
     event_writer.reset()
+    access_services.cache_clear()
 
 
 @pytest.fixture(scope="session")
@@ -66,9 +71,15 @@ def estimators():
 
 @pytest.fixture
 def artifacts_root(settings, tmp_path):
+    """A per-test ARTIFACTS_ROOT, and a per-test cache of the shared
+    artifact store (registry/store.py) beside it."""
     root = tmp_path / "artifacts"
     root.mkdir()
     settings.ARTIFACTS_ROOT = root
+    settings.MLSERVING = {
+        **settings.MLSERVING,
+        "ARTIFACT_CACHE_DIR": str(tmp_path / "artifact-cache"),
+    }
     return root
 
 
@@ -77,6 +88,17 @@ def dump(root: Path, filename: str, estimator) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     joblib.dump(estimator, path)
     return path
+
+
+@pytest.fixture
+def api_key(db):
+    """api_key(scope="write", name=...) -> a new key's secret."""
+
+    def create(scope: str = Scope.WRITE, name: str | None = None) -> str:
+        _, secret = access_services.key_create(name=name or f"{scope}-key", scope=scope)
+        return secret
+
+    return create
 
 
 @pytest.fixture
@@ -117,9 +139,26 @@ def all_schedules_ensure() -> None:
 
 
 def flip_one_byte(path: Path, offset: int = -10) -> None:
+    """Damage an artifact: the file, and the shared store's copy of what
+    it held (a changed local file alone is not served: the registered
+    bytes come from the store). This test's cache forgets it too."""
+    import hashlib
+
+    from registry import store
+    from registry.models import ArtifactChunk, ArtifactObject
+
     data = bytearray(path.read_bytes())
+    digest = hashlib.sha256(data).hexdigest()
     data[offset] ^= 0x01
     path.write_bytes(bytes(data))
+    stored = ArtifactObject.objects.filter(sha256=digest).first()
+    if stored is not None:
+        index, at = divmod(offset % len(data), stored.chunk_bytes)
+        chunk = ArtifactChunk.objects.get(artifact=stored, index=index)
+        damaged = bytearray(chunk.data)
+        damaged[at] ^= 0x01
+        ArtifactChunk.objects.filter(pk=chunk.pk).update(data=bytes(damaged))
+    store.cache_forget(digest)
 
 
 def expected_label(estimator, row) -> int:
@@ -272,10 +311,15 @@ def server_env(transactional_db, artifacts_root, tmp_path):
         DEBUG="true",
         DATABASE_URL=database_url_of_test_db(),
         ARTIFACTS_ROOT=str(artifacts_root),
+        # the same host as this test: its cache of the artifact store too
+        ARTIFACT_CACHE_DIR=str(tmp_path / "artifact-cache"),
         VAR_DIR=str(var_dir),
         REDIS_URL=django_settings.REDIS_URL,
         LOG_LEVEL="WARNING",
         PREDICTION_CACHE_TTL="0",
+        # as in tests/settings.py: no throttling unless a test sets a rate
+        THROTTLE_ANON="",
+        THROTTLE_KEY="",
     )
     return env
 

@@ -13,6 +13,11 @@ from mlserving.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
+# Requests are not throttled in tests (many send hundreds a second from
+# 127.0.0.1); tests/api/test_access.py turns throttling on where it is
+# the subject.
+MLSERVING = {**MLSERVING, "THROTTLE_ANON": "", "THROTTLE_KEY": ""}  # noqa: F405
+
 # Tests write events synchronously (monitoring.events.writer.flush()) in
 # their own transaction; server processes they start use the thread.
 MONITORING = {**MONITORING, "EVENT_WRITER_THREAD": False}  # noqa: F405

@@ -14,7 +14,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from mlserving.auth import ApiKeyAuthentication, SessionReadAuthentication
+from access.auth import READ, ApiKeyAuthentication, SessionReadAuthentication
 from mlserving.dataplane import codecs, v2, v2codec
 from mlserving.json import JSONOnlyNegotiation
 
@@ -155,6 +155,7 @@ class V2ServerApi(V2Errors, APIView):
 class V2LiveApi(V2Errors, APIView):
     authentication_classes = []
     permission_classes = [AllowAny]
+    throttle_classes = []  # a probe
 
     @extend_schema(
         operation_id="v2_health_live",
@@ -169,6 +170,7 @@ class V2LiveApi(V2Errors, APIView):
 class V2ReadyApi(V2Errors, APIView):
     authentication_classes = []
     permission_classes = [AllowAny]
+    throttle_classes = []  # a probe
 
     @extend_schema(
         operation_id="v2_health_ready",
@@ -215,6 +217,7 @@ class V2ModelReadyApi(V2Errors, APIView):
 class V2InferApi(V2Errors, APIView):
     # As PredictApi: no DRF parsing; the body goes to the V2 codec.
     authentication_classes = [ApiKeyAuthentication, SessionReadAuthentication]
+    access = READ
     parser_classes = []
     content_negotiation_class = JSONOnlyNegotiation
 

@@ -1,6 +1,6 @@
 """POST /predict as a Django (DRF) view: what Django's URL routes serve
 (the test client, a plain WSGI or ASGI deployment, and requests the
-front hands over, such as a staff session's when API_KEYS is set). The
+front hands over, such as a staff session's when reads are closed). The
 front (mlserving/front.py) answers the same path itself, off Django; both
 are thin and call the same data plane."""
 
@@ -10,7 +10,7 @@ from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework.views import APIView
 
-from mlserving.auth import ApiKeyAuthentication, SessionReadAuthentication
+from access.auth import READ, ApiKeyAuthentication, SessionReadAuthentication
 from mlserving.dataplane import codecs, inference
 from mlserving.dataplane.serializers import (
     PredictRequestSerializer,
@@ -23,9 +23,10 @@ from mlserving.openapi import error_responses
 class PredictApi(APIView):
     # No DRF parsing, negotiation or rendering: the body goes straight to
     # the orjson codec. A request without a session cookie costs the
-    # session check no query (the dashboard's form needs it when API_KEYS
-    # is set).
+    # session check no query (the dashboard's form needs it when reads
+    # are not open). A prediction changes no state: a read.
     authentication_classes = [ApiKeyAuthentication, SessionReadAuthentication]
+    access = READ
     parser_classes = []
     content_negotiation_class = JSONOnlyNegotiation
 

@@ -244,18 +244,19 @@ def test_aliases_of_another_model_with_model_param(client, two_versions, estimat
 
 
 def test_api_keys_protect_alias_writes_as_they_protect_activation(
-    client, two_versions, settings
+    client, two_versions, settings, api_key
 ):
-    settings.MLSERVING = {**settings.MLSERVING, "API_KEYS": ["s3cret"]}
+    secret = api_key("write", "release")
+    settings.MLSERVING = {**settings.MLSERVING, "WRITES_OPEN": False}
     assert put_alias(client, "champion", {"version": "v2.0"}).status_code == 401
     assert client.delete("/models/aliases/production").status_code == 401
     ok = put_alias(
-        client, "champion", {"version": "v2.0"}, HTTP_AUTHORIZATION="Bearer s3cret"
+        client, "champion", {"version": "v2.0"}, HTTP_AUTHORIZATION=f"Bearer {secret}"
     )
     assert ok.status_code == 200
-    assert ok.json()["change"]["actor"] == "api-key"
+    assert ok.json()["change"]["actor"] == "api-key:release"
     removed = client.delete(
-        "/models/aliases/champion", HTTP_AUTHORIZATION="Bearer s3cret"
+        "/models/aliases/champion", HTTP_AUTHORIZATION=f"Bearer {secret}"
     )
     assert removed.status_code == 200
 

@@ -8,6 +8,7 @@ import time
 
 import httpx
 import pytest
+from asgiref.sync import sync_to_async
 from django.test import Client
 
 from mlserving.asgi import application
@@ -191,15 +192,16 @@ async def test_feedback_takes_json_only(two_versions):
     assert response.json()["error"]["code"] == "unsupported_media_type"
 
 
-async def test_with_api_keys_the_front_answers_a_valid_key_and_django_the_rest(
-    two_versions, settings
+async def test_with_reads_closed_the_front_answers_a_valid_key_and_django_the_rest(
+    two_versions, settings, api_key
 ):
-    settings.MLSERVING = {**settings.MLSERVING, "API_KEYS": ["k-1"]}
+    key = await sync_to_async(api_key)("predict")
+    settings.MLSERVING = {**settings.MLSERVING, "READS_OPEN": False}
     body = {"features": SEED_FEATURES}
     async with client() as c:
-        ok = await c.post("/predict", json=body, headers={"X-API-Key": "k-1"})
+        ok = await c.post("/predict", json=body, headers={"X-API-Key": key})
         bearer = await c.post(
-            "/predict", json=body, headers={"Authorization": "Bearer k-1"}
+            "/predict", json=body, headers={"Authorization": f"Bearer {key}"}
         )
         missing = await c.post("/predict", json=body)
         wrong = await c.post("/predict", json=body, headers={"X-API-Key": "nope"})

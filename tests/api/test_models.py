@@ -118,8 +118,15 @@ def test_activate_with_malformed_json_is_400(client, two_versions):
     assert response.json()["error"]["code"] == "malformed_json"
 
 
-def test_api_keys_protect_writes_when_configured(client, two_versions, settings):
-    settings.MLSERVING = {**settings.MLSERVING, "API_KEYS": ["s3cret"]}
+def test_api_keys_protect_writes_when_configured(
+    client, two_versions, settings, api_key
+):
+    secret = api_key("write", "deploy-bot")
+    settings.MLSERVING = {
+        **settings.MLSERVING,
+        "READS_OPEN": False,
+        "WRITES_OPEN": False,
+    }
     assert client.generic("POST", "/models/v2.0/activate").status_code == 401
     assert predict(client).status_code == 401
     wrong = client.generic(
@@ -127,15 +134,15 @@ def test_api_keys_protect_writes_when_configured(client, two_versions, settings)
     )
     assert wrong.json()["error"]["code"] == "authentication_failed"
     ok = client.generic(
-        "POST", "/models/v2.0/activate", HTTP_AUTHORIZATION="Bearer s3cret"
+        "POST", "/models/v2.0/activate", HTTP_AUTHORIZATION=f"Bearer {secret}"
     )
     assert ok.status_code == 200
-    assert ok.json()["change"]["actor"] == "api-key"
+    assert ok.json()["change"]["actor"] == "api-key:deploy-bot"
     keyed = client.post(
         "/predict",
         json.dumps({"features": SEED_FEATURES}),
         content_type="application/json",
-        HTTP_X_API_KEY="s3cret",
+        HTTP_X_API_KEY=secret,
     )
     assert keyed.status_code == 200
     assert client.get("/health").status_code == 200
@@ -168,12 +175,16 @@ def test_metrics_counts_successes_and_errors(client, two_versions):
     assert shares == {"v1.0": 3, "v2.0": 1}
 
 
-def test_a_staff_session_may_predict_and_activate_when_keys_are_set(
+def test_a_staff_session_may_predict_and_activate_when_reads_and_writes_are_closed(
     two_versions, settings, admin_user
 ):
     from django.test import Client
 
-    settings.MLSERVING = {**settings.MLSERVING, "API_KEYS": ["s3cret"]}
+    settings.MLSERVING = {
+        **settings.MLSERVING,
+        "READS_OPEN": False,
+        "WRITES_OPEN": False,
+    }
     browser = Client(enforce_csrf_checks=True)
     browser.force_login(admin_user)
     token = browser.get("/").cookies["csrftoken"].value

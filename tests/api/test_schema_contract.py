@@ -185,9 +185,16 @@ def test_an_open_api_documents_anonymous_access(schema):
         assert len(security) >= 2, name
 
 
-def test_with_api_keys_no_anonymous_access_is_documented(client, db, settings):
-    settings.MLSERVING = {**settings.MLSERVING, "API_KEYS": ["k"]}
-    response = client.get("/openapi.json", HTTP_AUTHORIZATION="Bearer k")
+def test_with_reads_and_writes_closed_no_anonymous_access_is_documented(
+    client, db, settings, api_key
+):
+    key = api_key("predict")
+    settings.MLSERVING = {
+        **settings.MLSERVING,
+        "READS_OPEN": False,
+        "WRITES_OPEN": False,
+    }
+    response = client.get("/openapi.json", HTTP_AUTHORIZATION=f"Bearer {key}")
     assert response.status_code == 200
     schema = response.json()
     operations = dict(guarded(schema))

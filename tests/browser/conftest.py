@@ -39,13 +39,22 @@ def browser(transactional_db):
 
 
 class Page:
-    """A page plus what it tried to fetch off this machine and the
-    JavaScript errors it raised."""
+    """A page plus what it tried to fetch off this machine, the JavaScript
+    errors it raised and the Content-Security-Policy violations it
+    reported (the console's, and the securitypolicyviolation events')."""
 
-    def __init__(self, page, outside: list[str], errors: list[str]):
+    def __init__(self, page, outside: list[str], errors: list[str], csp: list[str]):
         self.page = page
         self.outside = outside
         self.errors = errors
+        self.csp = csp
+
+
+# Every CSP violation the page sees, reported to the test as it happens
+# (a blocked inline script or style, a connection to an origin the policy
+# does not list).
+CSP_LISTENER = """document.addEventListener("securitypolicyviolation", (e) =>
+  window.cspViolation(`${e.effectiveDirective} blocked ${e.blockedURI}`));"""
 
 
 @pytest.fixture
@@ -56,6 +65,7 @@ def dashboard_page(browser):
     context = browser.new_context(viewport={"width": 1400, "height": 1500})
     outside: list[str] = []
     errors: list[str] = []
+    csp: list[str] = []
 
     def guard(route):
         if urlsplit(route.request.url).hostname in LOCAL_HOSTS:
@@ -65,17 +75,21 @@ def dashboard_page(browser):
             route.abort()
 
     context.route("**/*", guard)
+    context.expose_binding("cspViolation", lambda source, text: csp.append(text))
+    context.add_init_script(CSP_LISTENER)
     page = context.new_page()
     page.on("pageerror", lambda error: errors.append(str(error)))
 
     def console(message):
+        if "Content Security Policy" in message.text:
+            csp.append(message.text)
         # A refused websocket is logged by the browser itself, expected
         # while the ASGI server is down.
         if message.type == "error" and "WebSocket connection" not in message.text:
             errors.append(message.text)
 
     page.on("console", console)
-    yield Page(page, outside, errors)
+    yield Page(page, outside, errors, csp)
     context.close()
 
 

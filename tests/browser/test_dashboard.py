@@ -62,9 +62,10 @@ def events_stored(n: int, timeout: float = 10.0) -> int:
 
 def wait_for(page, condition: str, *servers, timeout: float = 15_000) -> None:
     """page.wait_for_function, failing with what the page and the servers
-    knew."""
+    knew. The condition runs as a function: Playwright evaluates a bare
+    expression with the page's eval, which the dashboard's CSP forbids."""
     try:
-        page.wait_for_function(condition, timeout=timeout)
+        page.wait_for_function(f"() => ({condition})", timeout=timeout)
     except PlaywrightTimeoutError:
         state = page.evaluate(STATE)
         logs = "\n".join(s.read_log()[-3000:] for s in servers if s.process)
@@ -91,11 +92,15 @@ def test_dashboard_predicts_and_draws_live_metrics(servers, dashboard_page, esti
     web, ws = servers
     page = dashboard_page.page
 
-    # given: the dashboard, connected to the second server's websocket
-    page.goto(f"{web.url}/")
+    # given: the dashboard, connected to the second server's websocket,
+    # which its Content-Security-Policy allows besides its own origin
+    answer = page.goto(f"{web.url}/")
     assert page.locator("body").get_attribute("data-ws-url") == (
         f"ws://127.0.0.1:{ws.port}/ws/metrics/"
     )
+    policy = answer.headers["content-security-policy"]
+    assert f"connect-src 'self' ws://127.0.0.1:{ws.port};" in policy
+    assert "script-src 'self';" in policy and "style-src 'self';" in policy
     expect(page.locator("#ws-status")).to_have_text("live")
     wait_for(page, "window.dashboard.messages >= 1", web, ws)  # the snapshot
     assert page.evaluate(RPS_SERIES) == {}
@@ -203,8 +208,21 @@ def test_dashboard_predicts_and_draws_live_metrics(servers, dashboard_page, esti
     finally:
         again.stop()
 
+    # the page, Chart.js and every live update ran within the policy
+    assert dashboard_page.csp == []
     assert dashboard_page.errors == []
     assert dashboard_page.outside == []
+
+    # and a violation would have been seen: an inline script is refused
+    page.evaluate(
+        """() => { const s = document.createElement("script");
+        s.textContent = "window.inlineRan = true;"; document.body.append(s); }"""
+    )
+    deadline = time.monotonic() + 5
+    while not any("script-src" in v for v in dashboard_page.csp):
+        assert time.monotonic() < deadline, dashboard_page.csp
+        page.wait_for_timeout(50)
+    assert page.evaluate("window.inlineRan") is None
 
 
 EXPERIMENT_REQUESTS = """(name) => Object.fromEntries(
@@ -333,6 +351,7 @@ def test_experiment_panel_updates_live(
     expect(page.locator("#ab-table")).not_to_contain_text("shadow")
     expect(page.locator("#ab-table")).to_contain_text("v1.0")
 
+    assert dashboard_page.csp == []
     assert dashboard_page.errors == []
     assert dashboard_page.outside == []
 
@@ -386,5 +405,6 @@ def test_staff_activate_and_roll_back_from_the_dashboard(
     )
     assert httpx.get(f"{web.url}/models").json()["active_version"] == "v1.0"
 
+    assert dashboard_page.csp == []
     assert dashboard_page.errors == []
     assert dashboard_page.outside == []

@@ -226,6 +226,47 @@ def service_problems(docs: list[dict]) -> list[str]:
     return problems
 
 
+def cache_problems(docs: list[dict]) -> list[str]:
+    """Every pod that loads models (web, websockets, worker) caches the
+    shared artifact store in an emptyDir of its own at ARTIFACT_CACHE_DIR;
+    no volume is shared between pods for artifacts."""
+    cache_dir = configmap_data(docs).get("ARTIFACT_CACHE_DIR")
+    if not cache_dir:
+        return ["no ARTIFACT_CACHE_DIR in the ConfigMap"]
+    problems = [
+        f"{doc['kind']}/{doc['metadata']['name']}: artifacts need no shared volume"
+        for doc in docs
+        if doc["kind"] == "PersistentVolumeClaim"
+    ]
+    for doc, pod in pod_specs(docs):
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        for volume in volumes.values():
+            if "persistentVolumeClaim" in volume:
+                problems.append(f"{doc['metadata']['name']} mounts a claim")
+        if role_of(pod) not in ("web", "websockets", "worker"):
+            continue
+        mounts = [
+            m["name"]
+            for m in pod["containers"][0].get("volumeMounts", [])
+            if m["mountPath"] == cache_dir
+        ]
+        if len(mounts) != 1 or "emptyDir" not in volumes.get(mounts[0], {}):
+            problems.append(f"{role_of(pod)} has no emptyDir at {cache_dir}")
+    return problems
+
+
+def _shared_artifact_claim(docs):
+    pod = _web_pod(docs)
+    pod["volumes"].append(
+        {"name": "shared", "persistentVolumeClaim": {"claimName": "artifacts"}}
+    )
+
+
+def _no_worker_cache(docs):
+    pod = deployment(docs, "worker")["spec"]["template"]["spec"]
+    pod["containers"][0]["volumeMounts"] = []
+
+
 K8S_DOCUMENTS = k8s_documents()
 
 
@@ -278,7 +319,8 @@ def test_a_broken_manifest_fails_validation(breakage):
 
 
 @pytest.mark.parametrize(
-    "problems", [beat_problems, web_problems, hpa_problems, service_problems]
+    "problems",
+    [beat_problems, web_problems, hpa_problems, service_problems, cache_problems],
 )
 def test_manifests_have_the_promised_shape(problems):
     assert problems(k8s_docs()) == []
@@ -335,6 +377,8 @@ def _service_on_every_pod(docs):
         (hpa_problems, _hpa_on_worker),
         (service_problems, _service_on_websockets),
         (service_problems, _service_on_every_pod),
+        (cache_problems, _shared_artifact_claim),
+        (cache_problems, _no_worker_cache),
     ],
     ids=lambda f: f.__name__.strip("_"),
 )
@@ -474,13 +518,18 @@ def compose_problems(doc: dict) -> list[str]:
         waits = service.get("depends_on", {}).get("migrate", {}).get("condition")
         if waits != "service_completed_successfully":
             problems.append(f"{name} does not wait for migrate")
-    # every host sees the same artifacts
-    artifacts = {
-        volume_at(service, service["environment"]["ARTIFACTS_ROOT"])
-        for service in app.values()
-    }
-    if len(artifacts) != 1 or None in artifacts:
-        problems.append(f"artifacts volumes: {artifacts}")
+    # no artifacts volume shared between hosts (the artifact store is in
+    # PostgreSQL); each keeps its own cache. Only migrate, which registers
+    # the files dropped in its volume, mounts one.
+    for name, service in app.items():
+        environment = service["environment"]
+        if not environment.get("ARTIFACT_CACHE_DIR"):
+            problems.append(f"{name} has no ARTIFACT_CACHE_DIR")
+        elif volume_at(service, environment["ARTIFACT_CACHE_DIR"]):
+            problems.append(f"{name} keeps its artifact cache on a volume")
+        root = volume_at(service, environment["ARTIFACTS_ROOT"])
+        if root and command_of(service) != "migrate":
+            problems.append(f"{name} mounts the artifacts volume {root}")
 
     # each web host has its own ingest, through a volume no other host has
     def socket_volume(service):
@@ -572,8 +621,9 @@ def _not_after_migrate(doc):
     doc["services"]["worker"]["depends_on"] = {}
 
 
-def _local_artifacts(doc):
-    doc["services"]["web-b"]["volumes"] = ["ingest-b:/run/ingest"]
+def _shared_artifacts(doc):
+    for web in ("web-a", "web-b"):
+        doc["services"][web]["volumes"].append("artifacts:/app/artifacts")
 
 
 @pytest.mark.parametrize(
@@ -585,7 +635,7 @@ def _local_artifacts(doc):
         _other_image,
         _shared_ingest,
         _not_after_migrate,
-        _local_artifacts,
+        _shared_artifacts,
     ],
     ids=lambda f: f.__name__.strip("_"),
 )
