@@ -421,6 +421,9 @@ MLSERVING = {
         _path(env.str("ARTIFACT_CACHE_DIR", default=str(VAR_DIR / "artifact-cache")))
     ),
     "ARTIFACT_MISS_RETRY": env.float("ARTIFACT_MISS_RETRY", 10.0),
+    # Bytes this host's cache may hold (0: no limit); past it the least
+    # recently used objects are removed (fetched again when needed).
+    "ARTIFACT_CACHE_MAX_BYTES": env.int("ARTIFACT_CACHE_MAX_BYTES", 10 * 1024**3),
 }
 
 # a malformed rate stops start-up, not the first request

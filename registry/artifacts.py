@@ -102,6 +102,7 @@ def _cached(expected_sha256: str) -> bytes | None:
     except OSError:
         return None
     if sha256_hex(data) == expected_sha256:
+        store.cache_touch(path)
         return data
     logger.warning("cached artifact %s is damaged; fetching it again", path)
     path.unlink(missing_ok=True)

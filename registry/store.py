@@ -262,4 +262,51 @@ def cache_fetch(sha256: str, *, store: ArtifactStore | None = None) -> Path:
         finally:
             partial.unlink(missing_ok=True)
         logger.info("fetched artifact %s (%d bytes) from the store", sha256, written)
-        return target
+    cache_prune(keep=target)
+    return target
+
+
+def cache_touch(path: Path) -> None:
+    """Mark a cached object used now (pruning removes the least recently
+    used first)."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass
+
+
+def cache_prune(*, keep: Path | None = None) -> list[Path]:
+    """Remove the least recently used objects of this host's cache until
+    it holds at most ARTIFACT_CACHE_MAX_BYTES (0: no limit), never `keep`.
+    A removed object is fetched again when it is needed; a model already
+    loaded is in memory and does not need its file. What was removed."""
+    limit = app_settings.ARTIFACT_CACHE_MAX_BYTES
+    root = cache_root()
+    if not limit or not root.is_dir():
+        return []
+    entries = []
+    for path in root.glob("??/*"):
+        if path.name.startswith("."):
+            continue  # a fetch under way
+        try:
+            info = path.stat()
+        except OSError:
+            continue
+        entries.append((info.st_mtime, info.st_size, path))
+    total = sum(size for _, size, _ in entries)
+    removed = []
+    for _, size, path in sorted(entries, key=lambda entry: entry[0]):
+        if total <= limit:
+            break
+        if keep is not None and path == keep:
+            continue
+        path.unlink(missing_ok=True)
+        total -= size
+        removed.append(path)
+    if removed:
+        logger.info(
+            "artifact cache over %d bytes: removed %d least recently used",
+            limit,
+            len(removed),
+        )
+    return removed

@@ -367,3 +367,28 @@ def test_verify_artifacts_reports_a_local_miss_without_touching_the_row(
     assert "ready             default:v1.0" in out
     v2.refresh_from_db()
     assert v2.status == "ready"
+
+
+def test_the_cache_keeps_under_its_limit_removing_the_least_recently_used(
+    db, settings, tmp_path
+):
+    cache = tmp_path / "cache"
+    settings.MLSERVING = {
+        **settings.MLSERVING,
+        "ARTIFACT_CACHE_DIR": str(cache),
+        "ARTIFACT_CACHE_MAX_BYTES": 2500,
+    }
+    objects = [os.urandom(1000) for _ in range(3)]
+    digests = [store.artifact_store().put_bytes(data) for data in objects]
+    first, second = (store.cache_fetch(d) for d in digests[:2])
+    os.utime(first, (1, 1))  # used long ago
+    os.utime(second, (2, 2))
+    # a hit makes the first object the most recently used
+    assert artifacts._cached(digests[0]) == objects[0]
+    third = store.cache_fetch(digests[2])
+    # 3,000 bytes > 2,500: the least recently used (second) goes
+    assert cached_files(cache) == {digests[0], digests[2]}
+    assert third.is_file()
+    # needed again, it is fetched again (and another goes)
+    assert store.cache_fetch(digests[1]).read_bytes() == objects[1]
+    assert len(cached_files(cache)) == 2
