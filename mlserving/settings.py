@@ -424,8 +424,20 @@ MLSERVING = {
     # Bytes this host's cache may hold (0: no limit); past it the least
     # recently used objects are removed (fetched again when needed).
     "ARTIFACT_CACHE_MAX_BYTES": env.int("ARTIFACT_CACHE_MAX_BYTES", 10 * 1024**3),
+    # ARTIFACT_STORE=s3: the bucket (any S3 API; credentials from boto3's
+    # usual places: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a role).
+    "ARTIFACT_S3_BUCKET": env.str("ARTIFACT_S3_BUCKET", default=""),
+    "ARTIFACT_S3_ENDPOINT_URL": env.str("ARTIFACT_S3_ENDPOINT_URL", default=""),
+    "ARTIFACT_S3_REGION": env.str("ARTIFACT_S3_REGION", default=""),
+    "ARTIFACT_S3_PREFIX": env.str("ARTIFACT_S3_PREFIX", default="artifacts/"),
 }
 
+if MLSERVING["ARTIFACT_STORE"] not in ("database", "s3"):
+    raise ImproperlyConfigured(
+        f"ARTIFACT_STORE must be database or s3; got {MLSERVING['ARTIFACT_STORE']!r}."
+    )
+if MLSERVING["ARTIFACT_STORE"] == "s3" and not MLSERVING["ARTIFACT_S3_BUCKET"]:
+    raise ImproperlyConfigured("ARTIFACT_STORE=s3 needs ARTIFACT_S3_BUCKET.")
 # a malformed rate stops start-up, not the first request
 for _rate in (MLSERVING["THROTTLE_ANON"], MLSERVING["THROTTLE_KEY"]):
     throttling.parse_rate(_rate)

@@ -166,7 +166,7 @@ def read_verified(relative: str, expected_sha256: str) -> bytes:
             "shared artifact store has no copy of it.",
             details={"path": relative, "sha256": expected_sha256},
         ) from None
-    except (DatabaseError, OSError) as exc:
+    except (DatabaseError, store.StoreUnavailable, OSError) as exc:
         raise ArtifactMissing(
             f"Artifact file {relative} is {local} on this host, and it "
             f"could not be fetched from the shared store ({exc}).",

@@ -527,7 +527,7 @@ def _stored_check(relative: str, sha256: str) -> None:
         problem = None
     except store.StoreObjectCorrupt as exc:
         problem = exc
-    except DatabaseError as exc:
+    except (DatabaseError, store.StoreUnavailable) as exc:
         raise ArtifactMissing(
             f"Artifact file {relative}: the shared store cannot be reached ({exc}).",
             details={"path": relative, "sha256": sha256},

@@ -44,6 +44,11 @@ class StoreObjectMissing(Exception):
     """The store has no object with that sha256."""
 
 
+class StoreUnavailable(Exception):
+    """The store cannot be reached (object storage down, refused
+    credentials): nothing can be said of the object."""
+
+
 class StoreObjectCorrupt(Exception):
     """The store's object does not hash to its sha256 (or is not the size
     it was stored with)."""
@@ -179,7 +184,109 @@ class DatabaseStore(ArtifactStore):
         ArtifactObject.objects.filter(sha256=sha256).delete()
 
 
-BACKENDS: dict[str, type[ArtifactStore]] = {DatabaseStore.name: DatabaseStore}
+class S3Store(ArtifactStore):
+    """Objects in an S3 bucket (or any S3 API: MinIO, Ceph, moto), through
+    django-storages: `<ARTIFACT_S3_PREFIX><ab>/<sha256>`. Credentials come
+    from boto3's usual places (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY,
+    an instance or pod role). Writes are not part of the registration's
+    transaction: an object stored for a registration that then failed is
+    left behind, harmless (content-addressed, never served by itself)."""
+
+    name = "s3"
+
+    def __init__(self):
+        from storages.backends.s3 import S3Storage
+
+        self._storage = S3Storage(
+            bucket_name=app_settings.ARTIFACT_S3_BUCKET,
+            endpoint_url=app_settings.ARTIFACT_S3_ENDPOINT_URL or None,
+            region_name=app_settings.ARTIFACT_S3_REGION or None,
+            location=app_settings.ARTIFACT_S3_PREFIX.strip("/"),
+            file_overwrite=True,
+            default_acl=None,
+            querystring_auth=False,
+        )
+
+    @staticmethod
+    def _key(sha256: str) -> str:
+        sha256 = sha256_checked(sha256)
+        return f"{sha256[:2]}/{sha256}"
+
+    def _call(self, sha256: str, action):
+        """Run `action()`, in the store's own errors: a missing object is
+        StoreObjectMissing, anything that keeps S3 from answering is
+        StoreUnavailable."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return action()
+        except FileNotFoundError:  # django-storages' word for a 404
+            raise StoreObjectMissing(sha256) from None
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchKey", "NotFound"):
+                raise StoreObjectMissing(sha256) from None
+            raise StoreUnavailable(f"S3: {exc}") from None
+        except BotoCoreError as exc:
+            raise StoreUnavailable(f"S3: {exc}") from None
+
+    def put_bytes(self, data: bytes, *, replace: bool = False) -> str:
+        from django.core.files.base import ContentFile
+
+        sha256 = hashlib.sha256(data).hexdigest()
+        if replace or not self.has(sha256):
+            self._call(
+                sha256, lambda: self._storage.save(self._key(sha256), ContentFile(data))
+            )
+        return sha256
+
+    def put_file(self, path: Path, *, replace: bool = False) -> str:
+        from django.core.files import File
+
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for piece in iter(lambda: handle.read(READ_BYTES), b""):
+                digest.update(piece)
+        sha256 = digest.hexdigest()
+        if replace or not self.has(sha256):
+            with open(path, "rb") as handle:
+                self._call(
+                    sha256,
+                    lambda: self._storage.save(self._key(sha256), File(handle)),
+                )
+        return sha256
+
+    def has(self, sha256: str) -> bool:
+        return self._call(sha256, lambda: self._storage.exists(self._key(sha256)))
+
+    def size(self, sha256: str) -> int:
+        return self._call(sha256, lambda: self._storage.size(self._key(sha256)))
+
+    def chunks(self, sha256: str) -> Iterator[bytes]:
+        key = self._key(sha256)
+        body = self._call(
+            sha256,
+            lambda: self._storage.bucket.Object(
+                self._storage._normalize_name(key)
+            ).get()["Body"],
+        )
+        try:
+            while True:
+                piece = self._call(sha256, lambda: body.read(READ_BYTES))
+                if not piece:
+                    return
+                yield piece
+        finally:
+            body.close()
+
+    def delete(self, sha256: str) -> None:
+        self._call(sha256, lambda: self._storage.delete(self._key(sha256)))
+
+
+BACKENDS: dict[str, type[ArtifactStore]] = {
+    DatabaseStore.name: DatabaseStore,
+    S3Store.name: S3Store,
+}
 
 
 def artifact_store() -> ArtifactStore:
