@@ -16,6 +16,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.db import connections  # noqa: E402
 
 from access.services import startup_check  # noqa: E402
+from mlserving import throttling  # noqa: E402
 from mlserving.dataplane import endpoints, serving, v2  # noqa: E402
 from mlserving.dataplane.offload import in_io_thread  # noqa: E402
 from mlserving.front import Front, exit_with_parent  # noqa: E402
@@ -29,6 +30,7 @@ from registry.runtimes.sklearn import unpickling_forbid  # noqa: E402
 async def _start() -> None:
     role_register("web")
     await in_io_thread(startup_check)  # refuses production with open writes
+    throttling.prepare()
     unpickling_forbid()
     exit_with_parent()
     # Loaded before the process takes its first request (mlserving.serve

@@ -102,6 +102,17 @@ def _redis():
     return get_redis_connection("default")
 
 
+def prepare() -> None:
+    """Import the Redis client's modules and build the client (it connects
+    lazily) in the calling thread, before the sync thread exists: a first
+    import racing another thread's imports of the same package can fail
+    with importlib's _DeadlockError (seen: redis.auth.token, a 500)."""
+    try:
+        _redis()
+    except Exception as exc:  # a misconfigured cache: counted as an outage
+        _breaker.trip(exc)
+
+
 # Seconds between a process's syncs with Redis.
 FLUSH_INTERVAL = 0.05
 # Clients a process keeps counts for at once; past it, it forgets them
@@ -193,6 +204,7 @@ class SharedCounter:
                 return
             self._pid = os.getpid()
             self._windows.clear()
+            prepare()
         threading.Thread(target=self._run, name="throttle-sync", daemon=True).start()
 
     def _run(self) -> None:
