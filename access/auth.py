@@ -35,7 +35,8 @@ class ApiClient:
         return f"api-key:{self.principal.name}"
 
 
-def _presented_key(request) -> str | None:
+def request_key(request) -> str | None:
+    """The API key a (Django or DRF) request presents, if any."""
     return presented_key(
         request.META.get("HTTP_AUTHORIZATION"), request.META.get("HTTP_X_API_KEY")
     )
@@ -54,7 +55,7 @@ def is_open(kind: str) -> bool:
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     def authenticate(self, request):
-        key = _presented_key(request)
+        key = request_key(request)
         if key is None:
             return None
         principal = principal_for(key)
@@ -127,17 +128,22 @@ def _anonymous_alternative(auto_schema, authenticator: type) -> bool:
     return bool(authenticators) and isinstance(authenticators[-1], authenticator)
 
 
-class ApiKeyScheme(OpenApiAuthenticationExtension):
+class _OpenableScheme(OpenApiAuthenticationExtension):
+    """A scheme whose requirement gets `{}` after it where the operation is
+    open to anyone (subclasses name their authenticator in target_class)."""
+
+    def get_security_requirement(self, auto_schema):
+        requirement = {self.name: []}
+        if _anonymous_alternative(auto_schema, self.target_class):
+            return [requirement, {}]
+        return requirement
+
+
+class ApiKeyScheme(_OpenableScheme):
     """Documents the API key in the OpenAPI schema."""
 
     target_class = "access.auth.ApiKeyAuthentication"
     name = "ApiKey"
-
-    def get_security_requirement(self, auto_schema):
-        requirement = {self.name: []}
-        if _anonymous_alternative(auto_schema, ApiKeyAuthentication):
-            return [requirement, {}]
-        return requirement
 
     def get_security_definition(self, auto_schema):
         return {
@@ -161,33 +167,17 @@ class SessionReadAuthentication(authentication.SessionAuthentication):
         return
 
 
-class SessionReadScheme(OpenApiAuthenticationExtension):
+class SessionReadScheme(_OpenableScheme):
     target_class = "access.auth.SessionReadAuthentication"
     name = "sessionCookie"
-
-    def get_security_requirement(self, auto_schema):
-        requirement = {self.name: []}
-        if _anonymous_alternative(auto_schema, SessionReadAuthentication):
-            return [requirement, {}]
-        return requirement
 
     def get_security_definition(self, auto_schema):
         return {"type": "apiKey", "in": "cookie", "name": "sessionid"}
 
 
-class SessionScheme(OpenApiAuthenticationExtension):
-    """DRF's session authentication (every view but the read-only POSTs),
-    with `{}` where the operation is open."""
+class SessionScheme(SessionReadScheme):
+    """DRF's session authentication (every view but the read-only POSTs)."""
 
     target_class = "rest_framework.authentication.SessionAuthentication"
     name = "cookieAuth"
     priority = 1  # over drf-spectacular's own
-
-    def get_security_requirement(self, auto_schema):
-        requirement = {self.name: []}
-        if _anonymous_alternative(auto_schema, authentication.SessionAuthentication):
-            return [requirement, {}]
-        return requirement
-
-    def get_security_definition(self, auto_schema):
-        return {"type": "apiKey", "in": "cookie", "name": "sessionid"}

@@ -12,6 +12,7 @@ hot path reads no database; a revoked key stops working within that time.
 
 import hashlib
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -186,17 +187,13 @@ def usable_write_key_exists() -> bool:
     )
 
 
-def health_details_allowed(request) -> bool:
+def health_details_allowed(*, user, key: str | None) -> bool:
     """Whether GET /health may say more than up or down: when
     HEALTH_DETAILS_PUBLIC, to a usable key of any scope, or to staff."""
     if app_settings.HEALTH_DETAILS_PUBLIC:
         return True
-    user = getattr(request, "user", None)
     if user is not None and getattr(user, "is_staff", False):
         return True
-    key = presented_key(
-        request.META.get("HTTP_AUTHORIZATION"), request.META.get("HTTP_X_API_KEY")
-    )
     return bool(key) and principal_for(key) is not None
 
 
@@ -204,12 +201,17 @@ class OpenWritesRefused(RuntimeError):
     """Production settings with nothing guarding the writes."""
 
 
+_checked_in: int | None = None  # the pid whose start-up check passed
+
+
 def startup_check() -> None:
-    """Called by every web process before it serves. With DEBUG off:
-    open writes start only when WRITES_OPEN says so explicitly (and are
-    logged as a warning); otherwise a usable key with the write scope
-    must exist, else the process refuses to start."""
-    if settings.DEBUG:
+    """Called by every web process before it serves (mlserving.serve
+    before its warm-up, the ASGI lifespan for any other server; once per
+    process). With DEBUG off: open writes start only when WRITES_OPEN says
+    so explicitly (and are logged as a warning); otherwise a usable key
+    with the write scope must exist, else the process refuses to start."""
+    global _checked_in
+    if settings.DEBUG or _checked_in == os.getpid():
         return
     if app_settings.WRITES_OPEN:
         logger.warning(
@@ -217,11 +219,11 @@ def startup_check() -> None:
             "port may activate versions, move aliases, upload models and "
             "reconfigure experiments."
         )
-        return
-    if not usable_write_key_exists():
+    elif not usable_write_key_exists():
         raise OpenWritesRefused(
             "DEBUG is off and no usable API key with the write scope exists. "
             "Create one with `python manage.py apikey create NAME --scope "
             "write` (or in the admin), or set WRITES_OPEN=true to run with "
             "writes open to anyone (not recommended)."
         )
+    _checked_in = os.getpid()

@@ -125,6 +125,18 @@ def error_body(
     return {"error": error}
 
 
+def is_protocol_path(path: str) -> bool:
+    """Whether `path` is the Open Inference Protocol's (/v2...), whose
+    errors have the protocol's shape."""
+    return path == "/v2" or path.startswith("/v2/")
+
+
+def protocol_error_body(code: str, message: str, details: dict | None = None) -> dict:
+    """The protocol's error shape: `error` is the message, as the protocol
+    has it; `code` and `details` are ours, beside it."""
+    return {"error": message, "code": code, "details": details or {}}
+
+
 def error_response(
     status_code: int,
     code: str,
@@ -297,15 +309,14 @@ def page_not_found(request, exception=None):
 
 
 def _not_found(request, details: dict | None = None, exception=None) -> HttpResponse:
-    if request.path == "/v2" or request.path.startswith("/v2/"):
-        # the Open Inference Protocol's error shape on its paths
+    if is_protocol_path(request.path):
         return HttpResponse(
             orjson.dumps(
-                {
-                    "error": f"No endpoint at {request.path}.",
-                    "code": "not_found",
-                    "details": {"path": request.path, **(details or {})},
-                }
+                protocol_error_body(
+                    "not_found",
+                    f"No endpoint at {request.path}.",
+                    {"path": request.path, **(details or {})},
+                )
             ),
             status=404,
             content_type="application/json",

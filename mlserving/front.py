@@ -48,6 +48,8 @@ from mlserving.errors import (
     PayloadTooLarge,
     RateLimited,
     error_parts,
+    is_protocol_path,
+    protocol_error_body,
 )
 from mlserving.http import Request, Response, error_response, json_response
 
@@ -379,16 +381,12 @@ async def _send_error(send, exc: Exception, request_id: str, scope) -> ErrorPart
             {"request_id": request_id},
             {},
         )
-    path, secure = scope["path"], is_secure(scope)
-    if path == "/v2" or path.startswith("/v2/"):
-        response = json_response(
-            parts.status_code,
-            {"error": parts.message, "code": parts.code, "details": parts.details},
-            parts.headers,
-        )
+    if is_protocol_path(scope["path"]):
+        body = protocol_error_body(parts.code, parts.message, parts.details)
+        response = json_response(parts.status_code, body, parts.headers)
     else:
         response = error_response(parts, request_id)
-    await _send(send, response, request_id, secure)
+    await _send(send, response, request_id, is_secure(scope))
     return parts
 
 

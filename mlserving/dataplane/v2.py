@@ -21,7 +21,7 @@ from mlserving.conf import app_settings
 from mlserving.dataplane import inference, routing, v2codec
 from mlserving.dataplane.codecs import PredictRequest, subject_key
 from mlserving.dataplane.serving import catalog, runtimes
-from mlserving.errors import ValidationFailed, error_parts
+from mlserving.errors import ValidationFailed, error_parts, protocol_error_body
 from registry import selectors
 from registry.errors import ArtifactError, ModelVersionNotFound
 
@@ -274,12 +274,9 @@ async def infer_async(
 def error_answer(exc: Exception) -> tuple[int, bytes, dict] | None:
     """(status, body, headers) in the protocol's error shape for an error
     a client may see, None for any other exception (the caller's logged
-    500). `error` is the message, as the protocol has it; `code` and
-    `details` are ours, beside it."""
+    500)."""
     parts = error_parts(exc)
     if parts is None:
         return None
-    body = orjson.dumps(
-        {"error": parts.message, "code": parts.code, "details": parts.details}
-    )
+    body = orjson.dumps(protocol_error_body(parts.code, parts.message, parts.details))
     return parts.status_code, body, parts.headers
